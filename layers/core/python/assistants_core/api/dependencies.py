@@ -1,0 +1,29 @@
+"""FastAPI dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query
+
+from ..repository import Repository, default_repository
+from ..services.pagination import ListParams
+from .auth import tenant_id
+
+
+def list_params(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+    before: str | None = None,
+) -> ListParams:
+    return ListParams(limit=limit, order=order, after=after, before=before)
+
+
+def repository() -> Repository:
+    return default_repository()
+
+
+Tenant = Annotated[str, Depends(tenant_id)]
+Repo = Annotated[Repository, Depends(repository)]
+Paging = Annotated[ListParams, Depends(list_params)]

@@ -1,0 +1,24 @@
+"""Wrap a FastAPI app as a buffered (non-streaming) Lambda handler with Powertools."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from mangum import Mangum
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def mangum_handler(app: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    adapter = Mangum(app, lifespan="off")
+
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return adapter(event, context)
+
+    return handler

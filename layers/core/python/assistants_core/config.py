@@ -1,0 +1,29 @@
+"""Settings read from the environment that `template.yaml` (or the local stack) provides."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    state_machine_arn: str
+    run_expiry_seconds: int
+    stream_poll_interval_ms: int
+    stream_keepalive_seconds: float
+    delta_flush_interval_ms: int
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings(
+        table_name=os.environ.get("TABLE_NAME", "serverless-assistants"),
+        state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+        run_expiry_seconds=int(os.environ.get("RUN_EXPIRY_SECONDS", "600")),
+        stream_poll_interval_ms=int(os.environ.get("STREAM_POLL_INTERVAL_MS", "20")),
+        stream_keepalive_seconds=float(os.environ.get("STREAM_KEEPALIVE_SECONDS", "15")),
+        delta_flush_interval_ms=int(os.environ.get("DELTA_FLUSH_INTERVAL_MS", "100")),
+    )

@@ -1,0 +1,56 @@
+"""OpenAI-shaped API errors.
+
+Every failure the API reports is one of these, rendered as
+``{"error": {"message", "type", "param", "code"}}``. Deterministic failures are always 4xx:
+the OpenAI SDK retries 5xx POSTs, which would repeat writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(APIError):
+    status_code = 400
+
+
+class AuthenticationError(APIError):
+    status_code = 401
+
+    def __init__(self, message: str = "Incorrect API key provided.", **kwargs: Any) -> None:
+        super().__init__(message, code=kwargs.pop("code", "invalid_api_key"), **kwargs)
+
+
+class NotFoundError(APIError):
+    status_code = 404
+
+    @classmethod
+    def for_object(cls, kind: str, object_id: str, param: str | None = None) -> NotFoundError:
+        return cls(f"No {kind} found with id '{object_id}'.", param=param)
+
+
+class ConflictError(APIError):
+    """A request that conflicts with the current state of an object (still a 400, as OpenAI does)."""
+
+    status_code = 400

@@ -1,0 +1,471 @@
+"""Every DynamoDB access pattern of the service, in one place.
+
+One table (see ``docs/data-model.md`` for the why). Every key but the API-key directory starts
+with ``T#<tenant>``, so a request scoped to one tenant cannot name another tenant's item.
+
+====================  ===============================  ================================
+item                  PK                               SK
+====================  ===============================  ================================
+assistant             ``T#<t>``                        ``ASST#<asst_id>``
+thread                ``T#<t>#THREAD#<thread_id>``     ``THREAD``
+message               ``T#<t>#THREAD#<thread_id>``     ``MSG#<msg_id>``
+run                   ``T#<t>#THREAD#<thread_id>``     ``RUN#<run_id>``
+run step              ``T#<t>#THREAD#<thread_id>``     ``STEP#<run_id>#<step_id>``
+run event (SSE log)   ``T#<t>#RUN#<run_id>``           ``EVT#<seq, 10 digits>``
+API key               ``APIKEY``                       ``KEY#<sha256 of the key>``
+====================  ===============================  ================================
+
+Each API object is stored whole as JSON in ``doc`` with a ``version`` counter for optimistic
+concurrency. Attributes that conditions and filters need live beside it: ``status`` and
+``run_id`` (mirrored from the doc), ``active_run_id`` on a thread (the run lock) and
+``task_token`` on a run parked in ``requires_action``. Ids sort by creation time
+(:mod:`assistants_core.ids`), so sort keys order lists and an id is its own cursor.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import boto3
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from botocore.exceptions import ClientError
+
+from .config import settings
+
+Order = Literal["asc", "desc"]
+Doc = dict[str, Any]
+MIRRORED_ATTRIBUTES = ("status", "run_id")
+TTL_ATTRIBUTE = "ttl"
+
+
+class ConcurrentModification(Exception):
+    """A conditional write lost a race; the caller re-reads and retries or reports a conflict."""
+
+
+class TransactionConflict(Exception):
+    """A transaction's condition failed; ``reasons`` lists each item's cancellation code."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(", ".join(reasons))
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Doc]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class StoredDoc:
+    doc: Doc
+    version: int
+    attributes: dict[str, Any]
+
+
+# ---------------------------------------------------------------- keys
+
+
+def tenant_pk(tenant: str) -> str:
+    return f"T#{tenant}"
+
+
+def thread_pk(tenant: str, thread_id: str) -> str:
+    return f"T#{tenant}#THREAD#{thread_id}"
+
+
+def run_log_pk(tenant: str, run_id: str) -> str:
+    return f"T#{tenant}#RUN#{run_id}"
+
+
+THREAD_SK = "THREAD"
+ASSISTANT_PREFIX = "ASST#"
+MESSAGE_PREFIX = "MSG#"
+RUN_PREFIX = "RUN#"
+EVENT_PREFIX = "EVT#"
+API_KEYS_PK = "APIKEY"
+API_KEY_PREFIX = "KEY#"
+
+
+def step_prefix(run_id: str) -> str:
+    return f"STEP#{run_id}#"
+
+
+def event_sk(seq: int) -> str:
+    return f"{EVENT_PREFIX}{seq:010d}"
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _transaction_reasons(error: ClientError) -> list[str] | None:
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    reasons = error.response.get("CancellationReasons") or []
+    return [r.get("Code", "None") for r in reasons]
+
+
+class Repository:
+    def __init__(self, table_name: str | None = None, dynamodb: Any = None) -> None:
+        resource = dynamodb or boto3.resource("dynamodb")
+        self.table = resource.Table(table_name or settings().table_name)
+        self.client = self.table.meta.client
+
+    # ------------------------------------------------------------ documents
+
+    def create(self, pk: str, sk: str, doc: Doc, *, ttl: int | None = None, **attributes: Any) -> None:
+        """Store a new object; fails with ConcurrentModification if the key exists."""
+        self.table.put_item(
+            Item=self._item(pk, sk, doc, version=1, ttl=ttl, **attributes),
+            ConditionExpression=Attr("PK").not_exists(),
+        )
+
+    def get(self, pk: str, sk: str) -> StoredDoc | None:
+        item = self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version")}
+        return StoredDoc(doc=json.loads(item["doc"]), version=int(item["version"]), attributes=attributes)
+
+    def get_doc(self, pk: str, sk: str) -> Doc | None:
+        stored = self.get(pk, sk)
+        return stored.doc if stored else None
+
+    def save(
+        self,
+        pk: str,
+        sk: str,
+        doc: Doc,
+        *,
+        expected_version: int,
+        condition: ConditionBase | None = None,
+        remove: Iterable[str] = (),
+        **attributes: Any,
+    ) -> int:
+        """Replace an object's doc if nobody changed it since ``expected_version`` was read.
+
+        Uses UpdateItem, not PutItem, so attributes that other writers own (the thread's run
+        lock, a run's task token) survive.
+        """
+        values: dict[str, Any] = {"doc": json.dumps(doc, separators=(",", ":")), "version": expected_version + 1}
+        for name in MIRRORED_ATTRIBUTES:
+            if name in doc and doc[name] is not None:
+                values[name] = doc[name]
+        values.update(attributes)
+        names = {f"#{i}": name for i, name in enumerate(values)}
+        expression = "SET " + ", ".join(f"#{i} = :{i}" for i in range(len(values)))
+        removed = [name for name in remove if name not in values]
+        if removed:
+            offset = len(values)
+            names.update({f"#{offset + i}": name for i, name in enumerate(removed)})
+            expression += " REMOVE " + ", ".join(f"#{offset + i}" for i in range(len(removed)))
+        full_condition = Attr("version").eq(expected_version)
+        if condition is not None:
+            full_condition = full_condition & condition
+        try:
+            self.table.update_item(
+                Key={"PK": pk, "SK": sk},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":{i}": v for i, v in enumerate(values.values())},
+                ConditionExpression=full_condition,
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise ConcurrentModification(f"{pk}/{sk}") from error
+            raise
+        return expected_version + 1
+
+    def mutate(
+        self,
+        pk: str,
+        sk: str,
+        change: Callable[[Doc], Doc | None],
+        *,
+        attempts: int = 5,
+    ) -> Doc | None:
+        """Read, change and conditionally write back an object, retrying lost races.
+
+        ``change`` gets a copy of the doc and returns the new doc (or raises to abort).
+        Returns None when the object does not exist.
+        """
+        for _ in range(attempts):
+            stored = self.get(pk, sk)
+            if stored is None:
+                return None
+            new_doc = change(copy.deepcopy(stored.doc))
+            if new_doc is None:
+                return stored.doc
+            try:
+                self.save(pk, sk, new_doc, expected_version=stored.version)
+                return new_doc
+            except ConcurrentModification:
+                continue
+        raise ConcurrentModification(f"{pk}/{sk}: gave up after {attempts} attempts")
+
+    def delete(self, pk: str, sk: str) -> bool:
+        """Delete an object; False when it did not exist."""
+        try:
+            self.table.delete_item(Key={"PK": pk, "SK": sk}, ConditionExpression=Attr("PK").exists())
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def delete_partition(self, pk: str) -> None:
+        """Delete every item under a partition key (a thread and all it holds)."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(pk),
+            "ProjectionExpression": "PK, SK",
+        }
+        with self.table.batch_writer() as batch:
+            while True:
+                response = self.table.query(**kwargs)
+                for item in response["Items"]:
+                    batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def list(
+        self,
+        pk: str,
+        prefix: str,
+        *,
+        limit: int,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        where: dict[str, str] | None = None,
+    ) -> Page:
+        """One page of objects under ``pk`` whose sort key starts with ``prefix``.
+
+        ``after``/``before`` are object ids: since ids sort by creation, ``prefix + id`` is an
+        exclusive start key even for an id that no longer exists. ``before`` walks the other
+        way and the page is turned back into list order.
+        """
+        forward = order == "asc"
+        cursor = after
+        if before is not None:
+            forward, cursor = not forward, before
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with(prefix),
+            "ScanIndexForward": forward,
+            "ConsistentRead": True,
+        }
+        if cursor is not None:
+            kwargs["ExclusiveStartKey"] = {"PK": pk, "SK": prefix + cursor}
+        if where:
+            condition: ConditionBase | None = None
+            for name, value in where.items():
+                clause = Attr(name).eq(value)
+                condition = clause if condition is None else condition & clause
+            kwargs["FilterExpression"] = condition
+        wanted = limit + 1
+        items: list[Doc] = []
+        while len(items) < wanted:
+            # With a filter, Limit counts items read before filtering, so read generously.
+            kwargs["Limit"] = max(wanted - len(items), 50) if where else wanted - len(items)
+            response = self.table.query(**kwargs)
+            items.extend(json.loads(item["doc"]) for item in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        page = items[:limit]
+        if before is not None:
+            page.reverse()
+        return Page(items=page, has_more=len(items) > limit)
+
+    # ------------------------------------------------------------ transactions
+
+    def transact(self, operations: list[dict[str, Any]]) -> None:
+        """TransactWriteItems over operations built by the ``op_*`` helpers.
+
+        The table resource's client converts plain Python values to DynamoDB's typed form,
+        so the operations carry plain values.
+        """
+        try:
+            self.client.transact_write_items(TransactItems=operations)
+        except ClientError as error:
+            reasons = _transaction_reasons(error)
+            if reasons is not None:
+                raise TransactionConflict(reasons) from error
+            raise
+
+    def op_put(self, pk: str, sk: str, doc: Doc, *, ttl: int | None = None, **attributes: Any) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table.name,
+                "Item": self._item(pk, sk, doc, version=1, ttl=ttl, **attributes),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+
+    def op_condition(self, pk: str, sk: str, expression: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        check: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": {"PK": pk, "SK": sk},
+            "ConditionExpression": expression,
+        }
+        if values:
+            check["ExpressionAttributeValues"] = values
+        return {"ConditionCheck": check}
+
+    def op_update(
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": {"PK": pk, "SK": sk},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+        }
+        if values:
+            update["ExpressionAttributeValues"] = values
+        if names:
+            update["ExpressionAttributeNames"] = names
+        return {"Update": update}
+
+    # ------------------------------------------------------------ attributes outside the doc
+
+    def update_attributes(
+        self,
+        pk: str,
+        sk: str,
+        *,
+        set_values: dict[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        condition: ConditionBase | None = None,
+        return_old: bool = False,
+    ) -> dict[str, Any] | None:
+        """Change attributes beside the doc (locks, tokens); returns the old item if asked.
+
+        Raises ConcurrentModification when ``condition`` does not hold.
+        """
+        names: dict[str, str] = {}
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        if set_values:
+            assignments = []
+            for i, (name, value) in enumerate(set_values.items()):
+                names[f"#s{i}"] = name
+                values[f":s{i}"] = value
+                assignments.append(f"#s{i} = :s{i}")
+            parts.append("SET " + ", ".join(assignments))
+        removed = list(remove)
+        if removed:
+            for i, name in enumerate(removed):
+                names[f"#r{i}"] = name
+            parts.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed))))
+        kwargs: dict[str, Any] = {
+            "Key": {"PK": pk, "SK": sk},
+            "UpdateExpression": " ".join(parts),
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_OLD" if return_old else "NONE",
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        if condition is not None:
+            kwargs["ConditionExpression"] = condition
+        try:
+            response = self.table.update_item(**kwargs)
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise ConcurrentModification(f"{pk}/{sk}") from error
+            raise
+        return response.get("Attributes") if return_old else None
+
+    # ------------------------------------------------------------ run event log
+
+    def append_events(self, pk: str, first_seq: int, events: list[tuple[str, Doc]], *, ttl: int) -> None:
+        """Append events at ``first_seq``, ``first_seq + 1``...; all or nothing.
+
+        Raises ConcurrentModification if another writer already took one of the numbers.
+        """
+        items = [
+            {
+                "PK": pk,
+                "SK": event_sk(first_seq + i),
+                "event": name,
+                "data": json.dumps(data, separators=(",", ":")),
+                TTL_ATTRIBUTE: ttl,
+            }
+            for i, (name, data) in enumerate(events)
+        ]
+        try:
+            if len(items) == 1:
+                self.table.put_item(Item=items[0], ConditionExpression=Attr("SK").not_exists())
+                return
+            for chunk_start in range(0, len(items), 100):
+                self.transact(
+                    [
+                        {
+                            "Put": {
+                                "TableName": self.table.name,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(SK)",
+                            }
+                        }
+                        for item in items[chunk_start : chunk_start + 100]
+                    ]
+                )
+        except TransactionConflict as conflict:
+            raise ConcurrentModification(pk) from conflict
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise ConcurrentModification(pk) from error
+            raise
+
+    def read_events(self, pk: str, after_seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
+        """Events after ``after_seq``, oldest first, as (seq, name, JSON data); strongly consistent."""
+        response = self.table.query(
+            KeyConditionExpression=Key("PK").eq(pk) & Key("SK").between(event_sk(after_seq + 1), event_sk(10**10 - 1)),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [
+            (int(item["SK"][len(EVENT_PREFIX) :]), str(item["event"]), str(item["data"])) for item in response["Items"]
+        ]
+
+    def last_event_seq(self, pk: str) -> int:
+        response = self.table.query(
+            KeyConditionExpression=Key("PK").eq(pk) & Key("SK").begins_with(EVENT_PREFIX),
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=1,
+            ProjectionExpression="SK",
+        )
+        items = response["Items"]
+        return int(items[0]["SK"][len(EVENT_PREFIX) :]) if items else 0
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _item(pk: str, sk: str, doc: Doc, *, version: int, ttl: int | None = None, **attributes: Any) -> dict[str, Any]:
+        item: dict[str, Any] = {"PK": pk, "SK": sk, "doc": json.dumps(doc, separators=(",", ":")), "version": version}
+        for name in MIRRORED_ATTRIBUTES:
+            if doc.get(name) is not None:
+                item[name] = doc[name]
+        if ttl is not None:
+            item[TTL_ATTRIBUTE] = ttl
+        item.update(attributes)
+        return item
+
+
+@lru_cache(maxsize=1)
+def default_repository() -> Repository:
+    """The repository for this process's table; created once per Lambda container."""
+    return Repository()

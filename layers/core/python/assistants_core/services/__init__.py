@@ -1,0 +1,1 @@
+"""Behaviour of each API resource, written against :mod:`assistants_core.repository`."""

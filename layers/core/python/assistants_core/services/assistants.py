@@ -1,0 +1,54 @@
+"""Assistants: create, read, update, delete, list."""
+
+from __future__ import annotations
+
+from ..errors import NotFoundError
+from ..ids import new_id, now
+from ..repository import ASSISTANT_PREFIX, Repository, tenant_pk
+from ..types import Assistant, AssistantCreateParams, AssistantUpdateParams, DeletedObject, ListPage
+from .pagination import ListParams, to_list_page
+
+
+def _sk(assistant_id: str) -> str:
+    return ASSISTANT_PREFIX + assistant_id
+
+
+def create_assistant(repo: Repository, tenant: str, params: AssistantCreateParams) -> Assistant:
+    assistant = Assistant(
+        id=new_id("asst"),
+        created_at=now(),
+        **params.model_dump(mode="json", exclude_none=True, by_alias=True),
+    )
+    repo.create(tenant_pk(tenant), _sk(assistant.id), assistant.model_dump(mode="json"))
+    return assistant
+
+
+def get_assistant(repo: Repository, tenant: str, assistant_id: str) -> Assistant:
+    doc = repo.get_doc(tenant_pk(tenant), _sk(assistant_id))
+    if doc is None:
+        raise NotFoundError.for_object("assistant", assistant_id, param="assistant_id")
+    return Assistant.model_validate(doc)
+
+
+def update_assistant(repo: Repository, tenant: str, assistant_id: str, params: AssistantUpdateParams) -> Assistant:
+    changes = params.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    if changes.get("model", "") is None:
+        del changes["model"]
+    if "metadata" in changes and changes["metadata"] is None:
+        changes["metadata"] = {}
+    if "tools" in changes and changes["tools"] is None:
+        changes["tools"] = []
+    doc = repo.mutate(tenant_pk(tenant), _sk(assistant_id), lambda current: {**current, **changes})
+    if doc is None:
+        raise NotFoundError.for_object("assistant", assistant_id, param="assistant_id")
+    return Assistant.model_validate(doc)
+
+
+def delete_assistant(repo: Repository, tenant: str, assistant_id: str) -> DeletedObject:
+    if not repo.delete(tenant_pk(tenant), _sk(assistant_id)):
+        raise NotFoundError.for_object("assistant", assistant_id, param="assistant_id")
+    return DeletedObject(id=assistant_id, object="assistant.deleted")
+
+
+def list_assistants(repo: Repository, tenant: str, params: ListParams) -> ListPage[Assistant]:
+    return to_list_page(repo.list(tenant_pk(tenant), ASSISTANT_PREFIX, **params.query()), Assistant)

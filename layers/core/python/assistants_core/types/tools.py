@@ -1,0 +1,109 @@
+"""Tool definitions, tool resources and response formats (shared by assistants and runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, Field
+
+from .common import ObjectModel, RequestModel
+
+
+class FunctionDefinition(RequestModel):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(RequestModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FileSearchRankingOptions(RequestModel):
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+    score_threshold: Annotated[float, Field(ge=0, le=1)]
+
+
+class FileSearchSettings(RequestModel):
+    max_num_results: Annotated[int, Field(ge=1, le=50)] | None = None
+    ranking_options: FileSearchRankingOptions | None = None
+
+
+class FileSearchTool(RequestModel):
+    type: Literal["file_search"]
+    file_search: FileSearchSettings | None = None
+
+
+class CodeInterpreterTool(RequestModel):
+    type: Literal["code_interpreter"]
+
+
+def _reject_code_interpreter(tools: list[Any] | None) -> list[Any] | None:
+    for tool in tools or []:
+        if isinstance(tool, CodeInterpreterTool):
+            raise ValueError("the code_interpreter tool is not supported by this server")
+    return tools
+
+
+Tool = Annotated[Union[FunctionTool, FileSearchTool, CodeInterpreterTool], Field(discriminator="type")]
+Tools = Annotated[list[Tool], Field(max_length=128), AfterValidator(_reject_code_interpreter)]
+
+
+class CodeInterpreterResources(RequestModel):
+    file_ids: Annotated[list[str], Field(max_length=20)] = []
+
+
+class FileSearchResources(RequestModel):
+    vector_store_ids: Annotated[list[str], Field(max_length=1)] = []
+
+
+class ToolResources(RequestModel):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+class TextFormat(RequestModel):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(RequestModel):
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(RequestModel):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    schema_: Annotated[dict[str, Any] | None, Field(alias="schema")] = None
+    strict: bool | None = None
+
+
+class JsonSchemaFormat(RequestModel):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Union[
+    Literal["auto"],
+    Annotated[Union[TextFormat, JsonObjectFormat, JsonSchemaFormat], Field(discriminator="type")],
+]
+
+
+class ToolChoiceFunction(RequestModel):
+    name: str
+
+
+class NamedToolChoice(RequestModel):
+    type: Literal["function", "file_search", "code_interpreter"]
+    function: ToolChoiceFunction | None = None
+
+
+ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice]
+
+
+class ToolResourcesObject(ObjectModel):
+    """tool_resources as returned: whatever was stored, in OpenAI's shape."""
+
+    code_interpreter: dict[str, Any] | None = None
+    file_search: dict[str, Any] | None = None

@@ -1,0 +1,103 @@
+"""Fixtures for the end-to-end tests: a fake LLM and the local stack, started once per session.
+
+Every test gets its own API key, and so (the local stack gives each distinct key its own
+tenant) its own tenant: tests cannot see each other's objects.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+from tests.harness.local_stack import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator["FakeLLM"]:  # noqa: F821
+    from tests.harness.fake_llm import FakeLLM
+
+    with FakeLLM() as fake:
+        yield fake
+
+
+def start_local_stack(log_path: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **extra_env}
+    env["PYTHONPATH"] = f"{ROOT / 'layers' / 'core' / 'python'}{os.pathsep}{ROOT}"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.harness.local_stack"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local stack exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"local stack did not become healthy:\n{log_path.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def stack_url(fake_llm: "FakeLLM", tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F821
+    env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "fake-llm-key", "ASSISTANTS_API_KEYS": ""}
+    log_path = tmp_path_factory.mktemp("stack") / "local-stack.log"
+    process, url = start_local_stack(log_path, env)
+    yield url
+    stop(process)
+
+
+@pytest.fixture
+def api_key() -> str:
+    return f"sk-test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def client(stack_url: str, api_key: str) -> OpenAI:
+    # No retries: a retried 5xx would hide a server error the test must see.
+    return OpenAI(base_url=f"{stack_url}/v1", api_key=api_key, max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def other_client(stack_url: str) -> OpenAI:
+    return OpenAI(base_url=f"{stack_url}/v1", api_key=f"sk-other-{uuid.uuid4().hex}", max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def async_client(stack_url: str, api_key: str) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{stack_url}/v1", api_key=api_key, max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def http(stack_url: str, api_key: str) -> Iterator[httpx.Client]:
+    """Raw HTTP, for what the SDK will not send (malformed JSON, missing auth)."""
+    with httpx.Client(
+        base_url=stack_url,
+        headers={"Authorization": f"Bearer {api_key}", "OpenAI-Beta": "assistants=v2"},
+        timeout=30,
+    ) as raw:
+        yield raw

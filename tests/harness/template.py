@@ -1,0 +1,177 @@
+"""Read `template.yaml` so the local stack and tests build their resources from it.
+
+The emulated tables, state machine and functions come from the template itself, never from a
+second hand-kept definition, so the local stack and AWS cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation short tags (!Ref, !GetAtt, !Sub...) into long form."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+@lru_cache(maxsize=4)
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with open(path) as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    environment: dict[str, Any]
+    events: dict[str, dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        """The local function name; on AWS CloudFormation generates one."""
+        return self.logical_id
+
+
+def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
+    template = template or load_template()
+    global_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    specs = {}
+    for name, res in resources(template, "AWS::Serverless::Function").items():
+        props = res["Properties"]
+        env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
+        specs[name] = FunctionSpec(
+            logical_id=name,
+            code_uri=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            environment=env,
+            events=props.get("Events", {}),
+        )
+    return specs
+
+
+def table_definitions(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """CreateTable arguments for every AWS::DynamoDB::Table, named by logical id."""
+    template = template or load_template()
+    tables = {}
+    for name, res in resources(template, "AWS::DynamoDB::Table").items():
+        props = res["Properties"]
+        args: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        tables[name] = args
+    return tables
+
+
+def create_tables(dynamodb_client: Any, template: dict[str, Any] | None = None) -> dict[str, str]:
+    """Create the template's tables (and their TTL setting); returns logical id -> table name."""
+    template = template or load_template()
+    created = {}
+    for name, args in table_definitions(template).items():
+        dynamodb_client.create_table(**args)
+        dynamodb_client.get_waiter("table_exists").wait(TableName=name)
+        ttl = template["Resources"][name]["Properties"].get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb_client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        created[name] = name
+    return created
+
+
+class Resolver:
+    """Resolves intrinsic functions against the local physical names and ARNs."""
+
+    def __init__(self, physical: dict[str, str], arns: dict[str, str]) -> None:
+        self.physical = physical
+        self.arns = arns
+        self.pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws", "AWS::StackName": "local"}
+
+    def ref(self, name: str) -> str:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.physical:
+            return self.physical[name]
+        raise KeyError(f"cannot resolve !Ref {name} locally")
+
+    def get_att(self, name: str, attribute: str) -> str:
+        if attribute == "Arn" and name in self.arns:
+            return self.arns[name]
+        if attribute == "Arn" and name in self.physical:
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.physical[name]}"
+        raise KeyError(f"cannot resolve !GetAtt {name}.{attribute} locally")
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                return self.get_att(arg[0], arg[1])
+            if key == "Fn::Sub":
+                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1), extra), text)
+            if key == "Fn::Join":
+                return arg[0].join(str(self.resolve(v)) for v in arg[1])
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def _sub(self, name: str, extra: dict[str, Any]) -> str:
+        if name in extra:
+            return str(self.resolve(extra[name]))
+        if "." in name:
+            logical, attribute = name.split(".", 1)
+            return self.get_att(logical, attribute)
+        return self.ref(name)
+
+
+def state_machine_definition(logical_id: str, resolver: Resolver, template: dict[str, Any] | None = None) -> str:
+    """The ASL file a state machine names, with its DefinitionSubstitutions applied."""
+    template = template or load_template()
+    props = template["Resources"][logical_id]["Properties"]
+    text = (ROOT / props["DefinitionUri"]).read_text()
+    substitutions = {k: str(resolver.resolve(v)) for k, v in props.get("DefinitionSubstitutions", {}).items()}
+    text = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: substitutions.get(m.group(1), m.group(0)), text)
+    json.loads(text)  # fail early on a broken definition
+    return text
