@@ -7,7 +7,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.harness.openapi_spec import validate_object
+from tests.harness.openapi_spec import validate_object, wire
 
 
 def test_create_retrieve_update_delete(client: OpenAI) -> None:
@@ -32,7 +32,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
     assert created.tools[0].type == "function" and created.tools[0].function.name == "add"
     assert created.tool_resources.file_search.vector_store_ids == ["vs_123"]
     assert created.response_format.type == "json_object"
-    validate_object("AssistantObject", created.model_dump(mode="json"))
+    validate_object("AssistantObject", wire(created))
 
     fetched = client.beta.assistants.retrieve(created.id)
     assert fetched == created
@@ -45,7 +45,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
 
     deleted = client.beta.assistants.delete(created.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "assistant.deleted", True)
-    validate_object("DeleteAssistantResponse", deleted.model_dump(mode="json"))
+    validate_object("DeleteAssistantResponse", wire(deleted))
     with pytest.raises(openai.NotFoundError) as missing:
         client.beta.assistants.retrieve(created.id)
     assert missing.value.status_code == 404
@@ -64,7 +64,7 @@ def test_auto_pagination_walks_every_page_once(client: OpenAI) -> None:
 
     first = client.beta.assistants.list(limit=10, order="asc")
     assert first.has_more is True and first.first_id == ids[0] and first.last_id == ids[9]
-    validate_object("ListAssistantsResponse", first.model_dump(mode="json"))
+    validate_object("ListAssistantsResponse", wire(first))
     last = client.beta.assistants.list(limit=10, order="asc", after=ids[19])
     assert [a.id for a in last.data] == ids[20:] and last.has_more is False
     before = client.beta.assistants.list(limit=3, order="asc", before=ids[10])

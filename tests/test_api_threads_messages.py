@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.harness.openapi_spec import validate_object
+from tests.harness.openapi_spec import validate_object, wire
 
 
 def test_thread_with_initial_messages(client: OpenAI) -> None:
@@ -30,10 +31,10 @@ def test_thread_with_initial_messages(client: OpenAI) -> None:
     assert thread.id.startswith("thread_") and thread.object == "thread"
     assert thread.metadata == {"user": "u1"}
     assert thread.tool_resources.file_search.vector_store_ids == ["vs_1"]
-    validate_object("ThreadObject", thread.model_dump(mode="json"))
+    validate_object("ThreadObject", wire(thread))
 
     messages = client.beta.threads.messages.list(thread.id, order="asc")
-    validate_object("ListMessagesResponse", messages.model_dump(mode="json"))
+    validate_object("ListMessagesResponse", wire(messages))
     first, second, third = messages.data
     assert first.content[0].type == "text" and first.content[0].text.value == "Hello"
     assert first.content[0].text.annotations == []
@@ -47,7 +48,7 @@ def test_thread_with_initial_messages(client: OpenAI) -> None:
     assert third.role == "assistant"
     for message in messages.data:
         assert message.id.startswith("msg_") and message.object == "thread.message"
-        validate_object("MessageObject", message.model_dump(mode="json"))
+        validate_object("MessageObject", wire(message))
 
     assert client.beta.threads.retrieve(thread.id) == thread
     updated = client.beta.threads.update(thread.id, metadata={"user": "u2"})
@@ -56,7 +57,7 @@ def test_thread_with_initial_messages(client: OpenAI) -> None:
 
     deleted = client.beta.threads.delete(thread.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (thread.id, "thread.deleted", True)
-    validate_object("DeleteThreadResponse", deleted.model_dump(mode="json"))
+    validate_object("DeleteThreadResponse", wire(deleted))
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.retrieve(thread.id)
     with pytest.raises(openai.NotFoundError):
@@ -79,7 +80,7 @@ def test_empty_thread_and_message_crud(client: OpenAI) -> None:
 
     deleted = client.beta.threads.messages.delete(message.id, thread_id=thread.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (message.id, "thread.message.deleted", True)
-    validate_object("DeleteMessageResponse", deleted.model_dump(mode="json"))
+    validate_object("DeleteMessageResponse", wire(deleted))
     assert client.beta.threads.messages.list(thread.id).data == []
     with pytest.raises(openai.NotFoundError) as error:
         client.beta.threads.messages.retrieve(message.id, thread_id=thread.id)
@@ -108,15 +109,16 @@ def test_message_pagination_and_run_filter(client: OpenAI) -> None:
         {"role": "user", "content": "x", "unexpected": True},
     ],
 )
-def test_invalid_messages_are_rejected(client: OpenAI, bad: dict) -> None:
+def test_invalid_messages_are_rejected(client: OpenAI, http: httpx.Client, bad: dict) -> None:
     thread = client.beta.threads.create()
-    with pytest.raises(openai.BadRequestError) as error:
-        client.beta.threads.messages.create(thread.id, **bad)  # type: ignore[arg-type]
-    assert error.value.body["type"] == "invalid_request_error"
-    assert error.value.body["param"]
+    response = http.post(f"/v1/threads/{thread.id}/messages", json=bad)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] and error["message"]
     assert client.beta.threads.messages.list(thread.id).data == []
-    with pytest.raises(openai.BadRequestError):
-        client.beta.threads.create(messages=[bad])  # type: ignore[list-item]
+    response = http.post("/v1/threads", json={"messages": [bad]})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"].startswith("messages[0]")
 
 
 def test_message_on_unknown_thread_is_404(client: OpenAI) -> None:

@@ -117,6 +117,9 @@ class EmulatedAWS:
     def start(self) -> None:
         # moto's state machine interpreter calls services on localhost:$MOTO_PORT: set it first.
         os.environ["MOTO_PORT"] = str(self.port)
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         from moto.server import ThreadedMotoServer
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -144,6 +147,21 @@ class EmulatedAWS:
             if "Default" in parameter:
                 self.physical[name] = str(parameter["Default"])
         self.physical.update(cfn.create_tables(self.client("dynamodb"), template))
+        self.client("iam").create_role(
+            RoleName=ROLE_ARN.rsplit("/", 1)[-1],
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
         lam = self.client("lambda")
         for name in functions.specs:
             arn = lam.create_function(

@@ -144,43 +144,53 @@ class Repository:
         doc: Doc,
         *,
         expected_version: int,
-        condition: ConditionBase | None = None,
         remove: Iterable[str] = (),
+        return_old: bool = False,
         **attributes: Any,
-    ) -> int:
+    ) -> dict[str, Any]:
         """Replace an object's doc if nobody changed it since ``expected_version`` was read.
 
         Uses UpdateItem, not PutItem, so attributes that other writers own (the thread's run
-        lock, a run's task token) survive.
+        lock, a run's task token) survive. With ``return_old`` it returns the item as it was,
+        read atomically with the write (how a caller learns a task token it just removed).
         """
-        values: dict[str, Any] = {"doc": json.dumps(doc, separators=(",", ":")), "version": expected_version + 1}
-        for name in MIRRORED_ATTRIBUTES:
-            if name in doc and doc[name] is not None:
-                values[name] = doc[name]
-        values.update(attributes)
-        names = {f"#{i}": name for i, name in enumerate(values)}
-        expression = "SET " + ", ".join(f"#{i} = :{i}" for i in range(len(values)))
-        removed = [name for name in remove if name not in values]
-        if removed:
-            offset = len(values)
-            names.update({f"#{offset + i}": name for i, name in enumerate(removed)})
-            expression += " REMOVE " + ", ".join(f"#{offset + i}" for i in range(len(removed)))
-        full_condition = Attr("version").eq(expected_version)
-        if condition is not None:
-            full_condition = full_condition & condition
+        update = self.op_save(pk, sk, doc, expected_version=expected_version, remove=remove, **attributes)["Update"]
         try:
-            self.table.update_item(
-                Key={"PK": pk, "SK": sk},
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":{i}": v for i, v in enumerate(values.values())},
-                ConditionExpression=full_condition,
-            )
+            response = self.client.update_item(**update, ReturnValues="ALL_OLD" if return_old else "NONE")
         except ClientError as error:
             if _is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
             raise
-        return expected_version + 1
+        return dict(response.get("Attributes") or {})
+
+    def op_save(
+        self, pk: str, sk: str, doc: Doc, *, expected_version: int, remove: Iterable[str] = (), **attributes: Any
+    ) -> dict[str, Any]:
+        """The UpdateItem of :meth:`save`, usable inside :meth:`transact`."""
+        values: dict[str, Any] = {"doc": json.dumps(doc, separators=(",", ":")), "version": expected_version + 1}
+        for name in MIRRORED_ATTRIBUTES:
+            if doc.get(name) is not None:
+                values[name] = doc[name]
+        values.update(attributes)
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values)))
+        removed = [name for name in remove if name not in values]
+        if removed:
+            names.update({f"#r{i}": name for i, name in enumerate(removed)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        expression_values = {f":a{i}": v for i, v in enumerate(values.values())}
+        expression_values[":expected"] = expected_version
+        names["#version"] = "version"
+        return {
+            "Update": {
+                "TableName": self.table.name,
+                "Key": {"PK": pk, "SK": sk},
+                "UpdateExpression": expression,
+                "ConditionExpression": "#version = :expected",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": expression_values,
+            }
+        }
 
     def mutate(
         self,

@@ -3,6 +3,15 @@
 from .assistant import Assistant, AssistantCreateParams, AssistantUpdateParams
 from .common import DeletedObject, ListPage
 from .message import Message, MessageCreateParams, MessageUpdateParams
+from .run import (
+    Run,
+    RunCreateParams,
+    RunUpdateParams,
+    SubmitToolOutputsParams,
+    ThreadAndRunCreateParams,
+    Usage,
+)
+from .run_step import RunStep
 from .thread import Thread, ThreadCreateParams, ThreadUpdateParams
 
 __all__ = [
@@ -14,7 +23,14 @@ __all__ = [
     "Message",
     "MessageCreateParams",
     "MessageUpdateParams",
+    "Run",
+    "RunCreateParams",
+    "RunStep",
+    "RunUpdateParams",
+    "SubmitToolOutputsParams",
     "Thread",
+    "ThreadAndRunCreateParams",
     "ThreadCreateParams",
     "ThreadUpdateParams",
+    "Usage",
 ]

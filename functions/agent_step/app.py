@@ -1,0 +1,20 @@
+"""Step Functions task: one model turn of a run (invoked with {tenant, thread_id, run_id})."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+from assistants_core.agent.turn import run_agent_step
+from assistants_core.repository import default_repository
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
+    logger.append_keys(run_id=event["run_id"], thread_id=event["thread_id"])
+    return run_agent_step(default_repository(), event["tenant"], event["thread_id"], event["run_id"])

@@ -1,0 +1,174 @@
+"""Calling a model through litellm, reduced to the few things a turn needs.
+
+``stream_completion`` yields plain chunks (text, tool-call fragments, finish, usage) and
+raises :class:`ModelError` with the run's ``last_error`` code for any provider failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+logger = Logger()
+_credentials_loaded = False
+_credentials_lock = threading.Lock()
+
+
+class ModelError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Chunk = TextDelta | ToolCallDelta | Finish | TokenUsage
+
+
+@dataclass
+class ModelRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = None
+    max_tokens: int | None = None
+    reasoning_effort: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": self.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": float(os.environ.get("MODEL_TIMEOUT_SECONDS", "600")),
+            "num_retries": int(os.environ.get("MODEL_RETRIES", "0")),
+            "drop_params": True,  # a provider that lacks a setting ignores it instead of failing
+        }
+        if self.tools:
+            kwargs["tools"] = self.tools
+            if self.tool_choice is not None:
+                kwargs["tool_choice"] = self.tool_choice
+            if self.parallel_tool_calls is not None:
+                kwargs["parallel_tool_calls"] = self.parallel_tool_calls
+        for name in ("temperature", "top_p", "max_tokens", "reasoning_effort"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        if self.response_format not in (None, "auto"):
+            kwargs["response_format"] = self.response_format
+        return kwargs
+
+
+def load_provider_credentials() -> None:
+    """Put provider API keys from SSM (and an optional secret) into the environment, once.
+
+    Each parameter under ``MODEL_CREDENTIALS_PATH`` becomes a variable of its name
+    (``.../OPENAI_API_KEY``); ``MODEL_CREDENTIALS_SECRET`` may name a Secrets Manager secret
+    holding a JSON object of variables. Variables already set win, so a local environment
+    (or Bedrock through the IAM role) needs nothing here.
+    """
+    global _credentials_loaded
+    with _credentials_lock:
+        if _credentials_loaded:
+            return
+        _credentials_loaded = True
+        from aws_lambda_powertools.utilities import parameters
+
+        path = os.environ.get("MODEL_CREDENTIALS_PATH")
+        if path:
+            try:
+                values = parameters.get_parameters(path, decrypt=True, max_age=300)
+                for name, value in values.items():
+                    os.environ.setdefault(name.rsplit("/", 1)[-1], str(value))
+            except Exception as error:  # no parameters, or no permission: providers may not need any
+                logger.warning("provider credentials not loaded from SSM", extra={"path": path, "error": str(error)})
+        secret = os.environ.get("MODEL_CREDENTIALS_SECRET")
+        if secret:
+            try:
+                for name, value in json.loads(str(parameters.get_secret(secret, max_age=300))).items():
+                    os.environ.setdefault(name, str(value))
+            except Exception as error:
+                logger.warning("provider credentials not loaded from Secrets Manager", extra={"error": str(error)})
+
+
+def stream_completion(request: ModelRequest) -> Iterator[Chunk]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    load_provider_credentials()
+    import litellm
+
+    try:
+        response = litellm.completion(**request.arguments())
+        for chunk in response:
+            yield from _chunks(chunk)
+    except ModelError:
+        raise
+    except Exception as error:
+        raise classify(error) from error
+
+
+def _chunks(chunk: Any) -> Iterator[Chunk]:
+    usage = getattr(chunk, "usage", None)
+    if usage is not None and (getattr(usage, "prompt_tokens", None) or getattr(usage, "completion_tokens", None)):
+        yield TokenUsage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        if delta is not None:
+            content = getattr(delta, "content", None)
+            if content:
+                yield TextDelta(content)
+            for call in getattr(delta, "tool_calls", None) or []:
+                function = getattr(call, "function", None)
+                yield ToolCallDelta(
+                    index=int(getattr(call, "index", 0) or 0),
+                    id=getattr(call, "id", None),
+                    name=getattr(function, "name", None) if function else None,
+                    arguments=(getattr(function, "arguments", None) or "") if function else "",
+                )
+        reason = getattr(choice, "finish_reason", None)
+        if reason:
+            yield Finish(str(reason))
+
+
+def classify(error: Exception) -> ModelError:
+    """Map a provider failure to the run's ``last_error`` code."""
+    import litellm
+
+    message = str(error) or type(error).__name__
+    if isinstance(error, litellm.RateLimitError):
+        return ModelError("rate_limit_exceeded", message)
+    if isinstance(error, (litellm.ContextWindowExceededError, litellm.BadRequestError, litellm.ContentPolicyViolationError)):
+        return ModelError("invalid_prompt", message)
+    return ModelError("server_error", message)

@@ -1,0 +1,387 @@
+"""One model turn: read the run, call the model, stream what it says into steps, messages and
+events, and leave the run completed, incomplete, failed or waiting for tool outputs.
+
+The state machine calls :func:`run_agent_step` once per turn and routes on the status it
+returns; ``requires_action`` parks the run until ``submit_tool_outputs`` resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from ..ids import new_id, now
+from ..repository import MESSAGE_PREFIX, Repository
+from ..services.lifecycle import RunRef, fail, load_run, step_sk, transition
+from ..services.run_events import RunEventWriter
+from ..types import Message, Run, RunStep, Usage
+from ..types import events as ev
+from ..types.message import text_part
+from ..types.run import TERMINAL_STATUSES
+from .conversation import count_text, count_tokens, fit, history, run_turns
+from .model import Finish, ModelError, ModelRequest, TextDelta, TokenUsage, ToolCallDelta, stream_completion
+
+logger = Logger()
+CANCEL_CHECK_SECONDS = 1.0
+
+
+def run_agent_step(repo: Repository, tenant: str, thread_id: str, run_id: str) -> dict[str, str]:
+    ref = RunRef(tenant, thread_id, run_id)
+    events = RunEventWriter(repo, tenant, run_id)
+    try:
+        return {"status": _step(repo, ref, events)}
+    finally:
+        events.close()
+
+
+def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
+    stored = repo.get(ref.pk, ref.sk)
+    if stored is None:
+        return "missing"  # the thread was deleted
+    run = Run.model_validate(stored.doc)
+    if run.status in TERMINAL_STATUSES or run.status == "cancelling":
+        return run.status
+    if run.status == "requires_action":
+        failed = fail(repo, ref, "server_error", "The run could not wait for tool outputs.", events)
+        return failed.status if failed else run.status
+    outputs = stored.attributes.get("tool_outputs")
+    if outputs:
+        _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
+        events.emit(ev.run_event("queued"), run)
+    started = transition(
+        repo, ref, "in_progress", allowed_from={"queued"}, events=events, remove=["tool_outputs"]
+    )
+    if started is None:
+        current = load_run(repo, ref)
+        return current.status if current else "missing"
+    try:
+        return Turn(repo, ref, started, events).execute()
+    except ModelError as error:
+        logger.warning("model call failed", extra={"run_id": ref.run_id, "code": error.code, "error": error.message})
+        failed = fail(repo, ref, error.code, error.message, events)
+        return failed.status if failed else "failed"
+
+
+def _apply_tool_outputs(repo: Repository, ref: RunRef, outputs: dict[str, str], events: RunEventWriter) -> None:
+    """Complete the tool-calls step with the submitted outputs (the claim stored them on the run)."""
+    steps = repo.list(ref.pk, f"STEP#{ref.run_id}#", limit=100, order="desc").items
+    for doc in steps:
+        step = RunStep.model_validate(doc)
+        if step.type != "tool_calls" or step.status != "in_progress":
+            continue
+
+        def complete(current: dict[str, Any]) -> dict[str, Any] | None:
+            if current["status"] != "in_progress":
+                return None
+            for call in current["step_details"]["tool_calls"]:
+                if call["id"] in outputs:
+                    call["function"]["output"] = outputs[call["id"]]
+            current["status"] = "completed"
+            current["completed_at"] = now()
+            return current
+
+        updated = repo.mutate(ref.pk, step_sk(ref.run_id, step.id), complete)
+        if updated is not None and updated["status"] == "completed":
+            events.emit(ev.STEP_COMPLETED, updated)
+        return
+
+
+class Turn:
+    def __init__(self, repo: Repository, ref: RunRef, run: Run, events: RunEventWriter) -> None:
+        self.repo = repo
+        self.ref = ref
+        self.run = run
+        self.events = events
+        self.message: Message | None = None
+        self.message_step: RunStep | None = None
+        self.tool_step: RunStep | None = None
+        self.text: list[str] = []
+        self.calls: dict[int, dict[str, str]] = {}
+        self._last_cancel_check = time.monotonic()
+
+    # ------------------------------------------------------------ the turn
+
+    def execute(self) -> str:
+        used = self.run.usage or Usage()
+        request, prompt_tokens = self._request(used)
+        if request is None:
+            return self._finish_incomplete("max_prompt_tokens", Usage())
+        if request.max_tokens is not None and request.max_tokens <= 0:
+            return self._finish_incomplete("max_completion_tokens", Usage())
+        finish: str | None = None
+        reported: TokenUsage | None = None
+        try:
+            for chunk in stream_completion(request):
+                if isinstance(chunk, TextDelta):
+                    self._on_text(chunk.text)
+                elif isinstance(chunk, ToolCallDelta):
+                    self._on_tool_call(chunk)
+                elif isinstance(chunk, Finish):
+                    finish = chunk.reason
+                elif isinstance(chunk, TokenUsage):
+                    reported = chunk
+                if self._cancelled():
+                    self._abandon("cancelled")
+                    return "cancelled"
+            if finish is None:
+                raise ModelError("server_error", "The model's response stream ended before the answer was complete.")
+        except ModelError:
+            self._abandon("failed")
+            raise
+        usage = self._usage(reported, prompt_tokens)
+        if self.calls:
+            return self._finish_tool_calls(usage)
+        if finish == "length":
+            self._close_message(incomplete=True, usage=usage)
+            return self._finish_incomplete("max_completion_tokens", usage)
+        self._close_message(incomplete=False, usage=usage)
+        return self._finish("completed", usage)
+
+    def _request(self, used: Usage) -> tuple[ModelRequest | None, int]:
+        run = self.run
+        messages = [
+            Message.model_validate(doc)
+            for doc in self.repo.list(self.ref.pk, MESSAGE_PREFIX, limit=10_000, order="asc").items
+        ]
+        steps = [
+            RunStep.model_validate(doc)
+            for doc in self.repo.list(self.ref.pk, f"STEP#{run.id}#", limit=1000, order="asc").items
+        ]
+        system = [{"role": "system", "content": run.instructions}] if run.instructions else []
+        budget = None
+        if run.max_prompt_tokens is not None:
+            budget = run.max_prompt_tokens - used.prompt_tokens
+        conversation = fit(
+            run.model, system, history(messages, run), run_turns(steps, {m.id: m for m in messages}), budget
+        )
+        if conversation is None:
+            return None, 0
+        max_tokens = None
+        if run.max_completion_tokens is not None:
+            max_tokens = run.max_completion_tokens - used.completion_tokens
+        tools = [t for t in run.tools if t.get("type") == "function"]
+        return (
+            ModelRequest(
+                model=run.model,
+                messages=conversation,
+                tools=tools,
+                tool_choice=run.tool_choice if tools else None,
+                parallel_tool_calls=run.parallel_tool_calls if tools else None,
+                temperature=run.temperature,
+                top_p=run.top_p,
+                response_format=run.response_format,
+                max_tokens=max_tokens,
+                reasoning_effort=run.reasoning_effort,
+            ),
+            count_tokens(run.model, conversation),
+        )
+
+    def _usage(self, reported: TokenUsage | None, prompt_tokens: int) -> Usage:
+        if reported is not None:
+            prompt, completion = reported.prompt_tokens, reported.completion_tokens
+        else:
+            spoken = "".join(self.text) + "".join(c["name"] + c["arguments"] for c in self.calls.values())
+            prompt, completion = prompt_tokens, count_text(self.run.model, spoken)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    # ------------------------------------------------------------ streaming into objects
+
+    def _on_text(self, text: str) -> None:
+        if self.tool_step is not None:
+            return  # text after tool calls has nowhere to go in the Assistants model
+        if self.message is None:
+            self._open_message()
+        assert self.message is not None
+        self.text.append(text)
+        delta = {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}
+        self.events.delta(
+            ev.MESSAGE_DELTA, {"id": self.message.id, "object": "thread.message.delta", "delta": {"content": [delta]}}
+        )
+
+    def _on_tool_call(self, chunk: ToolCallDelta) -> None:
+        if self.message is not None and self.message.status == "in_progress":
+            self._close_message(incomplete=False, usage=None)
+        if self.tool_step is None:
+            self.tool_step = self._new_step("tool_calls", {"type": "tool_calls", "tool_calls": []})
+            self.repo.create(self.ref.pk, step_sk(self.run.id, self.tool_step.id), self.tool_step.model_dump(mode="json"))
+            self.events.emit_many(
+                [(ev.STEP_CREATED, self.tool_step.model_dump(mode="json")), (ev.STEP_IN_PROGRESS, self.tool_step.model_dump(mode="json"))]
+            )
+        fragment: dict[str, Any]
+        if chunk.index not in self.calls:
+            call_id = chunk.id or new_id("call")
+            self.calls[chunk.index] = {"id": call_id, "name": chunk.name or "", "arguments": chunk.arguments}
+            fragment = {
+                "index": chunk.index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": chunk.name or "", "arguments": chunk.arguments, "output": None},
+            }
+        else:
+            call = self.calls[chunk.index]
+            if chunk.name and not call["name"]:
+                call["name"] = chunk.name
+            call["arguments"] += chunk.arguments
+            if not chunk.arguments:
+                return
+            fragment = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
+        self.events.delta(
+            ev.STEP_DELTA,
+            {
+                "id": self.tool_step.id,
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}},
+            },
+        )
+
+    def _open_message(self) -> None:
+        created_at = now()
+        message = Message(
+            id=new_id("msg"),
+            created_at=created_at,
+            thread_id=self.run.thread_id,
+            status="in_progress",
+            role="assistant",
+            content=[],
+            assistant_id=self.run.assistant_id,
+            run_id=self.run.id,
+            attachments=[],
+        )
+        step = self._new_step(
+            "message_creation", {"type": "message_creation", "message_creation": {"message_id": message.id}}
+        )
+        self.repo.transact(
+            [
+                self.repo.op_put(self.ref.pk, step_sk(self.run.id, step.id), step.model_dump(mode="json")),
+                self.repo.op_put(self.ref.pk, MESSAGE_PREFIX + message.id, message.model_dump(mode="json")),
+            ]
+        )
+        self.message, self.message_step = message, step
+        self.events.emit_many(
+            [
+                (ev.STEP_CREATED, step.model_dump(mode="json")),
+                (ev.STEP_IN_PROGRESS, step.model_dump(mode="json")),
+                (ev.MESSAGE_CREATED, message.model_dump(mode="json")),
+                (ev.MESSAGE_IN_PROGRESS, message.model_dump(mode="json")),
+            ]
+        )
+
+    def _new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
+        return RunStep(
+            id=new_id("step"),
+            created_at=now(),
+            assistant_id=self.run.assistant_id,
+            thread_id=self.run.thread_id,
+            run_id=self.run.id,
+            type=kind,  # type: ignore[arg-type]
+            status="in_progress",
+            step_details=details,
+        )
+
+    def _close_message(self, *, incomplete: bool, usage: Usage | None) -> None:
+        if self.message is None or self.message_step is None:
+            return
+        moment = now()
+        message = self.message.model_copy(
+            update={
+                "content": [text_part("".join(self.text))],
+                "status": "incomplete" if incomplete else "completed",
+                "completed_at": None if incomplete else moment,
+                "incomplete_at": moment if incomplete else None,
+                "incomplete_details": {"reason": "max_tokens"} if incomplete else None,
+            }
+        )
+        self._save(MESSAGE_PREFIX + message.id, message.model_dump(mode="json"))
+        self.message = message
+        step = self.message_step.model_copy(update={"status": "completed", "completed_at": moment, "usage": usage})
+        self._save(step_sk(self.run.id, step.id), step.model_dump(mode="json"))
+        self.message_step = step
+        self.events.emit_many(
+            [
+                (ev.MESSAGE_INCOMPLETE if incomplete else ev.MESSAGE_COMPLETED, message.model_dump(mode="json")),
+                (ev.STEP_COMPLETED, step.model_dump(mode="json")),
+            ]
+        )
+
+    def _save(self, sk: str, doc: dict[str, Any]) -> None:
+        self.repo.mutate(self.ref.pk, sk, lambda _current: doc)
+
+    # ------------------------------------------------------------ how the turn ends
+
+    def _finish_tool_calls(self, usage: Usage) -> str:
+        assert self.tool_step is not None
+        calls = [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"], "output": None}}
+            for _, c in sorted(self.calls.items())
+        ]
+        step = self.tool_step.model_copy(update={"step_details": {"type": "tool_calls", "tool_calls": calls}, "usage": usage})
+        self._save(step_sk(self.run.id, step.id), step.model_dump(mode="json"))
+        required = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {"id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                    for c in calls
+                ]
+            },
+        }
+        from ..config import settings
+
+        def park(run: Run) -> None:
+            run.required_action = required
+            run.usage = (run.usage or Usage()) + usage
+            run.expires_at = now() + settings().run_expiry_seconds
+
+        parked = transition(self.repo, self.ref, "requires_action", allowed_from={"in_progress"}, events=self.events, change=park)
+        return parked.status if parked else self._current_status()
+
+    def _finish_incomplete(self, reason: str, usage: Usage) -> str:
+        def explain(run: Run) -> None:
+            run.incomplete_details = {"reason": reason}
+            run.usage = (run.usage or Usage()) + usage
+
+        ended = transition(self.repo, self.ref, "incomplete", allowed_from={"in_progress"}, events=self.events, change=explain)
+        return ended.status if ended else self._current_status()
+
+    def _finish(self, status: str, usage: Usage) -> str:
+        def account(run: Run) -> None:
+            run.usage = (run.usage or Usage()) + usage
+
+        ended = transition(self.repo, self.ref, status, allowed_from={"in_progress"}, events=self.events, change=account)
+        return ended.status if ended else self._current_status()
+
+    def _current_status(self) -> str:
+        run = load_run(self.repo, self.ref)
+        return run.status if run else "missing"
+
+    def _cancelled(self) -> bool:
+        if time.monotonic() - self._last_cancel_check < CANCEL_CHECK_SECONDS:
+            return False
+        self._last_cancel_check = time.monotonic()
+        item = self.repo.table.get_item(
+            Key={"PK": self.ref.pk, "SK": self.ref.sk}, ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}
+        ).get("Item")
+        return not item or item.get("status") not in ("in_progress",)
+
+    def _abandon(self, why: str) -> None:
+        """Keep what the model said so far as an incomplete message when the turn cannot finish."""
+        self.events.flush()
+        if self.message is None or self.message.status != "in_progress":
+            return
+        moment = now()
+        message = self.message.model_copy(
+            update={
+                "content": [text_part("".join(self.text))],
+                "status": "incomplete",
+                "incomplete_at": moment,
+                "incomplete_details": {"reason": "run_cancelled" if why == "cancelled" else "run_failed"},
+            }
+        )
+        self._save(MESSAGE_PREFIX + message.id, message.model_dump(mode="json"))
+        self.message = message
+        if why == "failed":
+            self.events.emit(ev.MESSAGE_INCOMPLETE, message)
+

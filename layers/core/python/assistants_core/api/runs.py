@@ -1,0 +1,128 @@
+"""/v1/threads/{thread_id}/runs, /v1/threads/runs and run steps.
+
+Runs stream: with ``stream: true`` the response is Server-Sent Events read from the run's
+event log, so this router is served by a function behind the Lambda Web Adapter (response
+streaming), not mangum, which buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
+
+from ..orchestrator import RunOrchestrator, default_orchestrator
+from ..repository import Repository
+from ..services import runs as service
+from ..services.lifecycle import RunRef
+from ..services.run_events import stream_events
+from ..types import (
+    ListPage,
+    Run,
+    RunCreateParams,
+    RunStep,
+    RunUpdateParams,
+    SubmitToolOutputsParams,
+    ThreadAndRunCreateParams,
+)
+from .dependencies import Paging, Repo, Tenant
+
+router = APIRouter(prefix="/v1/threads")
+POLL_AFTER_MS = "500"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+Include = Annotated[list[str] | None, Query(alias="include[]")]
+
+
+def orchestrator() -> RunOrchestrator:
+    return default_orchestrator()
+
+
+Orchestrator = Annotated[RunOrchestrator, Depends(orchestrator)]
+
+
+def _run_response(run: Run, response: Response) -> Run:
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return run
+
+
+def _stream(repo: Repository, tenant: str, run_id: str, after_seq: int) -> StreamingResponse:
+    return StreamingResponse(
+        stream_events(repo, tenant, run_id, after_seq=after_seq), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+@router.post("/runs", response_model=None)
+def create_thread_and_run(
+    body: ThreadAndRunCreateParams, tenant: Tenant, repo: Repo, sfn: Orchestrator, response: Response
+) -> Any:
+    run = service.create_thread_and_run(repo, sfn, tenant, body)
+    if body.stream:
+        return _stream(repo, tenant, run.id, 0)
+    return _run_response(run, response)
+
+
+@router.post("/{thread_id}/runs", response_model=None)
+def create_run(
+    thread_id: str,
+    body: RunCreateParams,
+    tenant: Tenant,
+    repo: Repo,
+    sfn: Orchestrator,
+    response: Response,
+    include: Include = None,
+) -> Any:
+    run = service.create_run(repo, sfn, tenant, thread_id, body)
+    if body.stream:
+        return _stream(repo, tenant, run.id, 0)
+    return _run_response(run, response)
+
+
+@router.get("/{thread_id}/runs")
+def list_runs(thread_id: str, tenant: Tenant, repo: Repo, paging: Paging) -> ListPage[Run]:
+    return service.list_runs(repo, tenant, thread_id, paging)
+
+
+@router.get("/{thread_id}/runs/{run_id}")
+def get_run(thread_id: str, run_id: str, tenant: Tenant, repo: Repo, response: Response) -> Run:
+    return _run_response(service.get_run(repo, RunRef(tenant, thread_id, run_id)), response)
+
+
+@router.post("/{thread_id}/runs/{run_id}")
+def update_run(thread_id: str, run_id: str, body: RunUpdateParams, tenant: Tenant, repo: Repo) -> Run:
+    return service.update_run(repo, RunRef(tenant, thread_id, run_id), body)
+
+
+@router.post("/{thread_id}/runs/{run_id}/cancel")
+def cancel_run(thread_id: str, run_id: str, tenant: Tenant, repo: Repo, sfn: Orchestrator, response: Response) -> Run:
+    return _run_response(service.cancel_run(repo, sfn, RunRef(tenant, thread_id, run_id)), response)
+
+
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+def submit_tool_outputs(
+    thread_id: str,
+    run_id: str,
+    body: SubmitToolOutputsParams,
+    tenant: Tenant,
+    repo: Repo,
+    sfn: Orchestrator,
+    response: Response,
+) -> Any:
+    run, after_seq = service.submit_tool_outputs(repo, sfn, RunRef(tenant, thread_id, run_id), body)
+    if body.stream:
+        return _stream(repo, tenant, run_id, after_seq)
+    return _run_response(run, response)
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps")
+def list_steps(
+    thread_id: str, run_id: str, tenant: Tenant, repo: Repo, paging: Paging, include: Include = None
+) -> ListPage[RunStep]:
+    return service.list_steps(repo, RunRef(tenant, thread_id, run_id), paging)
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
+def get_step(
+    thread_id: str, run_id: str, step_id: str, tenant: Tenant, repo: Repo, include: Include = None
+) -> RunStep:
+    return service.get_step(repo, RunRef(tenant, thread_id, run_id), step_id)

@@ -1,0 +1,158 @@
+"""Run status transitions: timestamps, the thread's run lock, and the events each one emits.
+
+Every writer of a run (the API, the agent step, the finalizer) changes its status through
+:func:`transition`, which re-reads the run, refuses moves from a status it does not expect
+(a run cancelled meanwhile stays cancelled), writes conditionally, and emits the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..ids import now
+from ..repository import THREAD_SK, ConcurrentModification, Repository, thread_pk
+from ..types import Run, RunStep
+from ..types.events import run_event
+from ..types.run import TERMINAL_STATUSES, LastError
+from .run_events import RunEventWriter
+
+RUN_PREFIX = "RUN#"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    tenant: str
+    thread_id: str
+    run_id: str
+
+    @property
+    def pk(self) -> str:
+        return thread_pk(self.tenant, self.thread_id)
+
+    @property
+    def sk(self) -> str:
+        return RUN_PREFIX + self.run_id
+
+
+def step_sk(run_id: str, step_id: str) -> str:
+    return f"STEP#{run_id}#{step_id}"
+
+
+def load_run(repo: Repository, ref: RunRef) -> Run | None:
+    doc = repo.get_doc(ref.pk, ref.sk)
+    return Run.model_validate(doc) if doc else None
+
+
+def transition(
+    repo: Repository,
+    ref: RunRef,
+    status: str,
+    *,
+    allowed_from: Iterable[str],
+    events: RunEventWriter | None,
+    change: Callable[[Run], None] | None = None,
+    remove: Iterable[str] = (),
+) -> Run | None:
+    """Move a run to ``status`` if it is in one of ``allowed_from``; None if it is not.
+
+    Reaching a terminal status releases the thread's run lock.
+    """
+    allowed = set(allowed_from)
+    for _ in range(10):
+        stored = repo.get(ref.pk, ref.sk)
+        if stored is None:
+            return None
+        run = Run.model_validate(stored.doc)
+        if run.status not in allowed:
+            return None
+        run.status = status  # type: ignore[assignment]
+        _stamp(run)
+        if change:
+            change(run)
+        try:
+            repo.save(ref.pk, ref.sk, run.model_dump(mode="json"), expected_version=stored.version, remove=remove)
+        except ConcurrentModification:
+            continue
+        if run.is_terminal:
+            release_thread(repo, ref)
+        if events is not None:
+            events.emit(run_event(status), run)
+        return run
+    raise ConcurrentModification(f"run {ref.run_id}: too many concurrent changes")
+
+
+def _stamp(run: Run) -> None:
+    moment = now()
+    if run.status == "in_progress" and run.started_at is None:
+        run.started_at = moment
+    elif run.status == "completed":
+        run.completed_at = moment
+    elif run.status == "incomplete":
+        run.completed_at = moment
+    elif run.status == "failed":
+        run.failed_at = moment
+    elif run.status == "cancelled":
+        run.cancelled_at = moment
+    elif run.status == "expired":
+        run.expires_at = min(run.expires_at or moment, moment)
+    if run.status in TERMINAL_STATUSES:
+        run.required_action = None
+        if run.status != "expired":
+            run.expires_at = None
+
+
+def release_thread(repo: Repository, ref: RunRef) -> None:
+    """Remove the thread's run lock if this run holds it (idempotent)."""
+    from boto3.dynamodb.conditions import Attr
+
+    try:
+        repo.update_attributes(
+            ref.pk, THREAD_SK, remove=["active_run_id"], condition=Attr("active_run_id").eq(ref.run_id)
+        )
+    except ConcurrentModification:
+        pass  # already released, or the thread was deleted
+
+
+def fail(repo: Repository, ref: RunRef, code: str, message: str, events: RunEventWriter | None) -> Run | None:
+    """End an active run as failed with ``last_error`` and close its open steps."""
+    error = LastError(code=code, message=message[:1000])  # type: ignore[arg-type]
+    close_open_steps(repo, ref, "failed", events, last_error=error)
+
+    def set_error(run: Run) -> None:
+        run.last_error = error
+
+    return transition(
+        repo,
+        ref,
+        "failed",
+        allowed_from={"queued", "in_progress", "requires_action", "cancelling"},
+        events=events,
+        change=set_error,
+        remove=["task_token", "tool_outputs"],
+    )
+
+
+def close_open_steps(
+    repo: Repository, ref: RunRef, status: str, events: RunEventWriter | None, last_error: LastError | None = None
+) -> None:
+    """Mark the run's in-progress steps failed, cancelled or expired."""
+    page = repo.list(ref.pk, f"STEP#{ref.run_id}#", limit=100, order="asc")
+    for doc in page.items:
+        step = RunStep.model_validate(doc)
+        if step.status != "in_progress":
+            continue
+        moment = now()
+
+        def close(current: dict, moment: int = moment) -> dict | None:
+            if current["status"] != "in_progress":
+                return None
+            current["status"] = status
+            current[{"failed": "failed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[status]] = moment
+            if last_error is not None:
+                current["last_error"] = last_error.model_dump()
+            return current
+
+        updated = repo.mutate(ref.pk, step_sk(ref.run_id, step.id), close)
+        if updated is not None and updated["status"] == status and events is not None:
+            events.emit(f"thread.run.step.{status}", updated)

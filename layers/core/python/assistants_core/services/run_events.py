@@ -1,0 +1,198 @@
+"""The run's event log: what a streamed run sends, appended to DynamoDB as it happens.
+
+Writers (the API that creates the run, the agent step, cancel) append numbered events; the
+streaming endpoint tails the log with consistent reads and turns it into SSE. Decoupling the
+two is what lets a client disconnect without stopping the run, and lets a stream resume
+after ``submit_tool_outputs`` from where the run continues.
+
+Deltas are batched: the first delta of a message or tool call is written at once (time to
+first token is what users feel), later ones are merged and written at most every
+``DELTA_FLUSH_INTERVAL_MS`` (100 ms), which bounds the write rate per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..config import settings
+from ..ids import now
+from ..repository import ConcurrentModification, Repository, run_log_pk
+from ..types.events import DELTA_EVENTS, DONE, MESSAGE_DELTA, STEP_DELTA, STREAM_END_EVENTS
+
+EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+Event = tuple[str, dict[str, Any]]
+
+
+def _as_data(data: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+
+
+class RunEventWriter:
+    """Appends a run's events with sequence numbers; safe to use from several threads."""
+
+    def __init__(self, repo: Repository, tenant: str, run_id: str, *, next_seq: int | None = None) -> None:
+        self.repo = repo
+        self.pk = run_log_pk(tenant, run_id)
+        self._next_seq = next_seq
+        self._lock = threading.RLock()
+        self._pending: list[Event] = []
+        self._last_flush = 0.0
+        self._delta_started: set[str] = set()
+        self._timer: threading.Timer | None = None
+        self.flush_interval = settings().delta_flush_interval_ms / 1000
+
+    @property
+    def last_seq(self) -> int:
+        with self._lock:
+            if self._next_seq is None:
+                self._next_seq = self.repo.last_event_seq(self.pk) + 1
+            return self._next_seq - 1
+
+    def emit(self, name: str, data: BaseModel | dict[str, Any]) -> None:
+        """Append one event now, after any deltas still waiting."""
+        self.emit_many([(name, _as_data(data))])
+
+    def emit_many(self, events: list[Event]) -> None:
+        with self._lock:
+            batch, self._pending = self._pending + events, []
+            self._cancel_timer()
+            self._append(batch)
+
+    def delta(self, name: str, data: dict[str, Any]) -> None:
+        """Queue a delta; written at once if it is the first of its object, else batched."""
+        assert name in DELTA_EVENTS, name
+        with self._lock:
+            key = f"{name}:{data['id']}"
+            if key not in self._delta_started:
+                self._delta_started.add(key)
+                self._pending.append((name, copy.deepcopy(data)))
+                return self.flush()
+            if not _merge_into(self._pending, name, data):
+                self._pending.append((name, copy.deepcopy(data)))
+            wait = self.flush_interval - (time.monotonic() - self._last_flush)
+            if wait <= 0:
+                self.flush()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._cancel_timer()
+            if self._pending:
+                batch, self._pending = self._pending, []
+                self._append(batch)
+
+    def close(self) -> None:
+        self.flush()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _append(self, events: list[Event]) -> None:
+        if not events:
+            return
+        ttl = now() + EVENT_RETENTION_SECONDS
+        for _ in range(10):
+            first = self.last_seq + 1
+            try:
+                self.repo.append_events(self.pk, first, events, ttl=ttl)
+            except ConcurrentModification:
+                self._next_seq = None  # another writer (cancel) took the number: re-read the end
+                continue
+            self._next_seq = first + len(events)
+            self._last_flush = time.monotonic()
+            return
+        raise ConcurrentModification(f"{self.pk}: could not append events")
+
+
+def _merge_into(pending: list[Event], name: str, data: dict[str, Any]) -> bool:
+    """Merge a delta into the last pending event when it continues the same object."""
+    if not pending:
+        return False
+    last_name, last = pending[-1]
+    if last_name != name or last["id"] != data["id"]:
+        return False
+    if name == MESSAGE_DELTA:
+        return _merge_message_delta(last, data)
+    if name == STEP_DELTA:
+        return _merge_tool_call_delta(last, data)
+    return False
+
+
+def _merge_message_delta(into: dict[str, Any], data: dict[str, Any]) -> bool:
+    old_parts, new_parts = into["delta"]["content"], data["delta"]["content"]
+    if len(new_parts) != 1 or not old_parts or old_parts[-1]["index"] != new_parts[0]["index"]:
+        return False
+    if old_parts[-1]["type"] != "text" or new_parts[0]["type"] != "text":
+        return False
+    old_parts[-1]["text"]["value"] += new_parts[0]["text"]["value"]
+    return True
+
+
+def _merge_tool_call_delta(into: dict[str, Any], data: dict[str, Any]) -> bool:
+    old_calls = into["delta"]["step_details"].get("tool_calls") or []
+    new_calls = data["delta"]["step_details"].get("tool_calls") or []
+    if len(new_calls) != 1 or "id" in new_calls[0]:
+        return False  # a call's first fragment (id, name) is never merged into another call's
+    fragment = new_calls[0]
+    for call in old_calls:
+        if call["index"] == fragment["index"]:
+            call["function"]["arguments"] = call["function"].get("arguments", "") + fragment["function"]["arguments"]
+            return True
+    old_calls.append(copy.deepcopy(fragment))
+    return True
+
+
+# ---------------------------------------------------------------- reading: SSE
+
+
+def sse_frame(name: str, data: str) -> str:
+    return f"event: {name}\ndata: {data}\n\n"
+
+
+async def stream_events(
+    repo: Repository,
+    tenant: str,
+    run_id: str,
+    *,
+    after_seq: int,
+    prefix: list[Event] | None = None,
+) -> AsyncIterator[str]:
+    """Tail a run's event log as SSE frames until the run ends or waits for tool outputs.
+
+    Keep-alive comments go out when nothing happened for a while, because API Gateway
+    closes a streamed response that stays idle for five minutes.
+    """
+    config = settings()
+    poll = config.stream_poll_interval_ms / 1000
+    pk = run_log_pk(tenant, run_id)
+    for name, data in prefix or []:
+        yield sse_frame(name, json.dumps(data, separators=(",", ":")))
+    last_sent = time.monotonic()
+    while True:
+        events = await asyncio.to_thread(repo.read_events, pk, after_seq)
+        for seq, name, data in events:
+            after_seq = seq
+            yield sse_frame(name, data)
+            if name in STREAM_END_EVENTS:
+                yield sse_frame(DONE, "[DONE]")
+                return
+        if events:
+            last_sent = time.monotonic()
+            continue
+        if time.monotonic() - last_sent >= config.stream_keepalive_seconds:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        await asyncio.sleep(poll)

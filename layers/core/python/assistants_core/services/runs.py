@@ -1,0 +1,278 @@
+"""Runs and run steps as the API sees them: create, read, update, cancel, submit tool outputs.
+
+The model turns happen in the agent step (:mod:`assistants_core.agent`), driven by the state
+machine; this module starts, resumes and stops that machine and writes the events a stream
+shows before the machine takes over.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..config import settings
+from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from ..ids import new_id, now
+from ..orchestrator import RunOrchestrator
+from ..repository import THREAD_SK, ConcurrentModification, Repository, TransactionConflict, thread_pk
+from ..types import (
+    Assistant,
+    ListPage,
+    Run,
+    RunCreateParams,
+    RunStep,
+    RunUpdateParams,
+    SubmitToolOutputsParams,
+    Thread,
+    ThreadAndRunCreateParams,
+    ThreadCreateParams,
+)
+from ..types.events import THREAD_CREATED, run_event
+from .assistants import get_assistant
+from .lifecycle import RUN_PREFIX, RunRef, close_open_steps, fail, load_run, transition
+from .messages import build_message, message_sk
+from .pagination import ListParams, to_list_page
+from .run_events import RunEventWriter
+from .threads import create_thread
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if isinstance(value, list):
+        return [_dump(item) for item in value]
+    return value
+
+
+def _new_run(thread_id: str, assistant: Assistant, params: RunCreateParams | ThreadAndRunCreateParams) -> Run:
+    created_at = now()
+    instructions = params.instructions if params.instructions is not None else (assistant.instructions or "")
+    additional = getattr(params, "additional_instructions", None)
+    if additional:
+        instructions = f"{instructions}\n\n{additional}" if instructions else additional
+    return Run(
+        id=new_id("run"),
+        created_at=created_at,
+        thread_id=thread_id,
+        assistant_id=assistant.id,
+        status="queued",
+        expires_at=created_at + settings().run_expiry_seconds,
+        model=params.model or assistant.model,
+        instructions=instructions,
+        tools=_dump(params.tools) if params.tools is not None else assistant.tools,
+        metadata=params.metadata or {},
+        temperature=params.temperature if params.temperature is not None else assistant.temperature,
+        top_p=params.top_p if params.top_p is not None else assistant.top_p,
+        max_prompt_tokens=params.max_prompt_tokens,
+        max_completion_tokens=params.max_completion_tokens,
+        truncation_strategy=_dump(params.truncation_strategy) or {"type": "auto", "last_messages": None},
+        response_format=_dump(params.response_format) if params.response_format is not None else assistant.response_format,
+        tool_choice=_dump(params.tool_choice) if params.tool_choice is not None else "auto",
+        parallel_tool_calls=params.parallel_tool_calls if params.parallel_tool_calls is not None else True,
+        reasoning_effort=params.reasoning_effort or assistant.reasoning_effort,
+    )
+
+
+def create_run(
+    repo: Repository,
+    orchestrator: RunOrchestrator,
+    tenant: str,
+    thread_id: str,
+    params: RunCreateParams,
+    *,
+    created_thread: Thread | None = None,
+) -> Run:
+    """Lock the thread for a new run, log its first events and start its state machine.
+
+    The lock, the run and any ``additional_messages`` are written in one transaction, so a
+    second run or a new message cannot slip in while this one is active.
+    """
+    assistant = get_assistant(repo, tenant, params.assistant_id)
+    run = _new_run(thread_id, assistant, params)
+    ref = RunRef(tenant, thread_id, run.id)
+    extra = [build_message(thread_id, m) for m in params.additional_messages or []]
+    pk = thread_pk(tenant, thread_id)
+    try:
+        repo.transact(
+            [
+                repo.op_update(
+                    pk,
+                    THREAD_SK,
+                    "SET active_run_id = :run",
+                    "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
+                    {":run": run.id},
+                ),
+                repo.op_put(pk, ref.sk, run.model_dump(mode="json")),
+                *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
+            ]
+        )
+    except TransactionConflict as conflict:
+        if conflict.reasons and conflict.reasons[0] == "ConditionalCheckFailed":
+            stored = repo.get(pk, THREAD_SK)
+            if stored is None:
+                raise NotFoundError.for_object("thread", thread_id, param="thread_id") from None
+            active = stored.attributes.get("active_run_id")
+            raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
+        raise
+    events = RunEventWriter(repo, tenant, run.id, next_seq=1)
+    first: list[tuple[str, dict[str, Any]]] = []
+    if created_thread is not None:
+        first.append((THREAD_CREATED, created_thread.model_dump(mode="json")))
+    first += [(run_event("created"), run.model_dump(mode="json")), (run_event("queued"), run.model_dump(mode="json"))]
+    events.emit_many(first)
+    try:
+        orchestrator.start(tenant, thread_id, run.id)
+    except Exception:
+        fail(repo, ref, "server_error", "The run could not be started.", events)
+        raise
+    return run
+
+
+def create_thread_and_run(
+    repo: Repository, orchestrator: RunOrchestrator, tenant: str, params: ThreadAndRunCreateParams
+) -> Run:
+    get_assistant(repo, tenant, params.assistant_id)  # fail before creating the thread
+    thread_params = params.thread or ThreadCreateParams()
+    if params.tool_resources is not None and thread_params.tool_resources is None:
+        thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
+    thread = create_thread(repo, tenant, thread_params)
+    run_params = RunCreateParams.model_validate(
+        {
+            "assistant_id": params.assistant_id,
+            **params.model_dump(
+                exclude={"assistant_id", "thread", "tool_resources", "stream"}, exclude_unset=True, by_alias=True
+            ),
+        }
+    )
+    return create_run(repo, orchestrator, tenant, thread.id, run_params, created_thread=thread)
+
+
+def get_run(repo: Repository, ref: RunRef) -> Run:
+    run = load_run(repo, ref)
+    if run is None:
+        _require_thread(repo, ref.tenant, ref.thread_id)
+        raise NotFoundError.for_object("run", ref.run_id, param="run_id")
+    return run
+
+
+def list_runs(repo: Repository, tenant: str, thread_id: str, params: ListParams) -> ListPage[Run]:
+    _require_thread(repo, tenant, thread_id)
+    return to_list_page(repo.list(thread_pk(tenant, thread_id), RUN_PREFIX, **params.query()), Run)
+
+
+def update_run(repo: Repository, ref: RunRef, params: RunUpdateParams) -> Run:
+    metadata = params.metadata or {}
+    doc = repo.mutate(ref.pk, ref.sk, lambda run: {**run, "metadata": metadata})
+    if doc is None:
+        return get_run(repo, ref)  # raises the right 404
+    return Run.model_validate(doc)
+
+
+def cancel_run(repo: Repository, orchestrator: RunOrchestrator, ref: RunRef) -> Run:
+    """Set ``cancelling``, stop the execution, close open steps and end in ``cancelled``."""
+    stored = repo.get(ref.pk, ref.sk)
+    if stored is None:
+        get_run(repo, ref)
+    token = stored.attributes.get("task_token") if stored else None
+    events = RunEventWriter(repo, ref.tenant, ref.run_id)
+    cancelling = transition(
+        repo,
+        ref,
+        "cancelling",
+        allowed_from={"queued", "in_progress", "requires_action"},
+        events=events,
+        remove=["task_token"],
+    )
+    if cancelling is None:
+        current = get_run(repo, ref)
+        raise ConflictError(f"Cannot cancel run with status '{current.status}'.", param="run_id")
+    orchestrator.stop(ref.run_id, str(token) if token else None)
+    close_open_steps(repo, ref, "cancelled", events)
+    transition(repo, ref, "cancelled", allowed_from={"cancelling"}, events=events)
+    return cancelling
+
+
+def submit_tool_outputs(
+    repo: Repository, orchestrator: RunOrchestrator, ref: RunRef, params: SubmitToolOutputsParams
+) -> tuple[Run, int]:
+    """Claim the parked run for these outputs and resume it; returns the run and the event
+    position a stream should continue from.
+
+    The claim is one conditional write that moves ``requires_action`` to ``queued``, stores
+    the outputs and removes the task token, returning the token as it was: exactly one caller
+    wins. If the state machine had not stored its token yet, its own conditional write then
+    fails and it resumes by itself, so the run continues exactly once either way.
+    """
+    for _ in range(10):
+        stored = repo.get(ref.pk, ref.sk)
+        if stored is None:
+            get_run(repo, ref)
+            raise NotFoundError.for_object("run", ref.run_id, param="run_id")
+        run = Run.model_validate(stored.doc)
+        if run.status != "requires_action":
+            raise ConflictError(f'Runs in status "{run.status}" do not accept tool outputs.', param="run_id")
+        outputs = _check_outputs(run, params)
+        after_seq = RunEventWriter(repo, ref.tenant, ref.run_id).last_seq
+        run.status = "queued"
+        run.required_action = None
+        try:
+            old = repo.save(
+                ref.pk,
+                ref.sk,
+                run.model_dump(mode="json"),
+                expected_version=stored.version,
+                remove=["task_token"],
+                return_old=True,
+                tool_outputs=json.dumps(outputs),
+            )
+        except ConcurrentModification:
+            continue
+        token = old.get("task_token")
+        if token:
+            orchestrator.resume(str(token))
+        return run, after_seq
+    raise ConflictError("The run changed while the tool outputs were submitted; try again.")
+
+
+def _check_outputs(run: Run, params: SubmitToolOutputsParams) -> dict[str, str]:
+    expected = run.required_call_ids()
+    given = [output.tool_call_id for output in params.tool_outputs]
+    seen: set[str] = set()
+    for index, call_id in enumerate(given):
+        if call_id in seen:
+            raise InvalidRequestError(
+                f"Duplicate tool output for tool call '{call_id}'.", param=f"tool_outputs[{index}].tool_call_id"
+            )
+        seen.add(call_id)
+        if call_id not in expected:
+            raise InvalidRequestError(
+                f"No tool call found with id '{call_id}' in the run's required action.",
+                param=f"tool_outputs[{index}].tool_call_id",
+            )
+    missing = [call_id for call_id in expected if call_id not in seen]
+    if missing:
+        raise InvalidRequestError(
+            f"Expected tool outputs for call_ids {expected}, got {given}.", param="tool_outputs"
+        )
+    return {output.tool_call_id: output.output for output in params.tool_outputs}
+
+
+def list_steps(repo: Repository, ref: RunRef, params: ListParams) -> ListPage[RunStep]:
+    get_run(repo, ref)
+    return to_list_page(repo.list(ref.pk, f"STEP#{ref.run_id}#", **params.query()), RunStep)
+
+
+def get_step(repo: Repository, ref: RunRef, step_id: str) -> RunStep:
+    doc = repo.get_doc(ref.pk, f"STEP#{ref.run_id}#{step_id}")
+    if doc is None:
+        get_run(repo, ref)
+        raise NotFoundError.for_object("run step", step_id, param="step_id")
+    return RunStep.model_validate(doc)
+
+
+def _require_thread(repo: Repository, tenant: str, thread_id: str) -> None:
+    if repo.get(thread_pk(tenant, thread_id), THREAD_SK) is None:
+        raise NotFoundError.for_object("thread", thread_id, param="thread_id")
+
