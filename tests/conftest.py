@@ -64,11 +64,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def stack_url(fake_llm: "FakeLLM", tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F821
-    env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "fake-llm-key", "ASSISTANTS_API_KEYS": ""}
+    env = {
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "fake-llm-key",
+        "ASSISTANTS_API_KEYS": "",
+        "STREAM_KEEPALIVE_SECONDS": "1",  # so a test can see keep-alive comments without waiting 15 s
+    }
     log_path = tmp_path_factory.mktemp("stack") / "local-stack.log"
     process, url = start_local_stack(log_path, env)
     yield url
     stop(process)
+
+
+@pytest.fixture
+def model(fake_llm: "FakeLLM") -> str:  # noqa: F821
+    """A model name of the test's own: the fake LLM scripts answers per model."""
+    return f"openai/scenario-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

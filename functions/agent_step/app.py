@@ -4,12 +4,18 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+from assistants_core.agent import conversation, model
 from assistants_core.agent.turn import run_agent_step
 from assistants_core.repository import default_repository
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+
+# Cold start: credentials, litellm and the tokenizers now, not during the first run's stream.
+model.load_provider_credentials()
+model.warm_up()
+conversation.warm_up()
 
 
 @logger.inject_lambda_context

@@ -45,6 +45,7 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 # Variables that configure the Lambda Web Adapter itself, not the app: never applied locally.
 ADAPTER_ONLY_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "PORT", "AWS_LWA_PORT"}
 ROLE_ARN = f"arn:aws:iam::{cfn.ACCOUNT}:role/local-stack"
+FAULTS_PATH = "/_local/faults"  # not part of the API: lets tests crash a function on purpose
 
 
 def free_port() -> int:
@@ -79,7 +80,8 @@ class Functions:
     def __init__(self, specs: dict[str, cfn.FunctionSpec]) -> None:
         self.specs = specs
         self._modules: dict[str, ModuleType] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.faults: dict[str, int] = {}  # function name -> invocations that crash (tests)
 
     def module(self, name: str) -> ModuleType:
         with self._lock:
@@ -102,6 +104,10 @@ class Functions:
         return self.module(name).app  # type: ignore[no-any-return]
 
     def invoke(self, name: str, payload: Any) -> Any:
+        with self._lock:
+            if self.faults.get(name, 0) > 0:
+                self.faults[name] -= 1
+                raise RuntimeError(f"injected fault in {name}")
         return self.handler(name)(payload, LambdaContext(function_name=name))
 
 
@@ -176,7 +182,7 @@ class EmulatedAWS:
         sfn = self.client("stepfunctions")
         resolver = self.resolver()
         for name in cfn.resources(template, "AWS::Serverless::StateMachine"):
-            definition = cfn.state_machine_definition(name, resolver, template)
+            definition = _shorten_waits(cfn.state_machine_definition(name, resolver, template))
             kind = template["Resources"][name]["Properties"].get("Type", "STANDARD")
             arn = sfn.create_state_machine(name=name, definition=definition, roleArn=ROLE_ARN, type=kind)[
                 "stateMachineArn"
@@ -203,6 +209,18 @@ class EmulatedAWS:
             return json.dumps(result).encode()
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
+
+
+def _shorten_waits(definition: str) -> str:
+    """With LOCAL_TASK_TIMEOUT_SECONDS, callback waits time out sooner (tests of expiry)."""
+    override = os.environ.get("LOCAL_TASK_TIMEOUT_SECONDS")
+    if not override:
+        return definition
+    parsed = json.loads(definition)
+    for state in parsed["States"].values():
+        if str(state.get("Resource", "")).endswith(".waitForTaskToken") and "TimeoutSeconds" in state:
+            state["TimeoutSeconds"] = int(override)
+    return json.dumps(parsed)
 
 
 def _empty_zip() -> bytes:
@@ -292,6 +310,8 @@ class Gateway:
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
+        if path == FAULTS_PATH and method == "POST":
+            return await self._inject_fault(receive, send)
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
         if route is None:
             status, body = _error(404, f"Invalid URL ({method} {path})")
@@ -308,6 +328,22 @@ class Gateway:
             context["authorizer"] = authorizer_context
         headers.append((b"x-amzn-request-context", json.dumps(context).encode()))
         await self.functions.asgi_app(route.function)({**scope, "headers": headers}, receive, send)
+
+    async def _inject_fault(self, receive: Any, send: Any) -> None:
+        """Local only: make the next N invocations of a function crash, as a Lambda error would."""
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body or b"{}")
+        name = request.get("function")
+        if name not in self.functions.specs:
+            status, payload = _error(400, f"unknown function {name!r}")
+            return await _respond(send, status, payload)
+        self.functions.faults[name] = int(request.get("times", 1))
+        await _respond(send, 200, json.dumps({"function": name, "times": self.functions.faults[name]}).encode())
 
     async def _authorize(self, token: str, method: str, path: str) -> dict[str, Any] | None:
         cached = self._cache.get(token)

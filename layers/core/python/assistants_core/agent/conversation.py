@@ -90,6 +90,12 @@ def _encoding(model: str) -> Any:
         return tiktoken.get_encoding("o200k_base" if name.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")) else "cl100k_base")
 
 
+def warm_up() -> None:
+    """Load the common encodings at cold start rather than on the first run."""
+    _encoding("gpt-4o")
+    _encoding("gpt-4")
+
+
 def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
     """Prompt tokens as OpenAI counts chat messages: each message costs 3 plus its text."""
     encoding = _encoding(model)

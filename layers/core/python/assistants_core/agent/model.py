@@ -124,6 +124,35 @@ def load_provider_credentials() -> None:
                 logger.warning("provider credentials not loaded from Secrets Manager", extra={"error": str(error)})
 
 
+# What litellm imports lazily on its first streamed completion (measured with 1.106.0): about
+# two seconds that would otherwise land on the first user's time to first token.
+_FIRST_CALL_MODULES = (
+    "openai",
+    "openai.types.chat",
+    "openai.resources.chat",
+    "litellm.proxy._types",
+    "litellm.proxy._experimental.mcp_server.stdio_gate",
+    "litellm.llms.openai.chat.gpt_audio_transformation",
+    "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.litellm_proxy.chat.transformation",
+)
+
+
+def warm_up() -> None:
+    """Do at cold start what the first model call would: import litellm and its call path."""
+    import importlib
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = importlib.import_module("litellm")
+    # litellm prices every response, which loads its tokenizer on the first call (~0.8 s).
+    litellm.token_counter(model="gpt-4o", messages=[{"role": "user", "content": "warm up"}])
+    for name in _FIRST_CALL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a litellm upgrade moved it: only the first call gets slower
+            logger.debug("warm-up import skipped", extra={"module": name})
+
+
 def stream_completion(request: ModelRequest) -> Iterator[Chunk]:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     load_provider_credentials()
