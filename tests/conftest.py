@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def fake_llm() -> Iterator["FakeLLM"]:  # noqa: F821
+def fake_llm() -> Iterator[FakeLLM]:  # noqa: F821
     from tests.harness.fake_llm import FakeLLM
 
     with FakeLLM() as fake:
@@ -63,7 +63,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack_url(fake_llm: "FakeLLM", tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F821
+def stack_url(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F821
     env = {
         "OPENAI_BASE_URL": fake_llm.base_url,
         "OPENAI_API_KEY": "fake-llm-key",
@@ -77,7 +77,7 @@ def stack_url(fake_llm: "FakeLLM", tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def model(fake_llm: "FakeLLM") -> str:  # noqa: F821
+def model(fake_llm: FakeLLM) -> str:  # noqa: F821
     """A model name of the test's own: the fake LLM scripts answers per model."""
     return f"openai/scenario-{uuid.uuid4().hex[:12]}"
 

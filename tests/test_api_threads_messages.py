@@ -163,6 +163,8 @@ def test_tenants_are_isolated(client: OpenAI, other_client: OpenAI) -> None:
 async def test_async_threads_and_messages(async_client: AsyncOpenAI) -> None:
     thread = await async_client.beta.threads.create(messages=[{"role": "user", "content": "a"}])
     await async_client.beta.threads.messages.create(thread.id, role="user", content="b")
-    texts = [m.content[0].text.value async for m in async_client.beta.threads.messages.list(thread.id, limit=1, order="asc")]
+    texts = [
+        m.content[0].text.value async for m in async_client.beta.threads.messages.list(thread.id, limit=1, order="asc")
+    ]
     assert texts == ["a", "b"]
     assert (await async_client.beta.threads.delete(thread.id)).deleted is True

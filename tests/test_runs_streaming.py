@@ -7,13 +7,12 @@ raw (``event: ...\\ndata: ...``, ending with ``event: done\\ndata: [DONE]``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, override
 
 import httpx
 import pytest
 from openai import AssistantEventHandler, AsyncOpenAI, OpenAI
 from openai.types.beta.threads.runs import RunStep, ToolCall
-from typing_extensions import override
 
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.openapi_spec import validate_stream_event
@@ -44,7 +43,9 @@ def assert_valid_stream(stream: SSEStream) -> None:
     assert stream.raw.endswith("event: done\ndata: [DONE]\n\n")
 
 
-def test_text_run_streams_openai_events_in_order(client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str) -> None:
+def test_text_run_streams_openai_events_in_order(
+    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+) -> None:
     answer = "The quick brown fox jumps over the lazy dog."
     scripted(fake_llm, model, text(answer))
     assistant = client.beta.assistants.create(model=model, instructions="Be brief.")
@@ -106,7 +107,9 @@ def test_sdk_stream_helpers(client: OpenAI, fake_llm: FakeLLM, model: str) -> No
     assert [m["content"] for m in history] == ["hi", "Hello from the stream helper"]
 
 
-def test_create_and_run_stream_starts_with_thread_created(client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str) -> None:
+def test_create_and_run_stream_starts_with_thread_created(
+    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+) -> None:
     scripted(fake_llm, model, text("A new thread"), text("Another"))
     assistant = client.beta.assistants.create(model=model)
     stream = post_sse(
@@ -128,7 +131,9 @@ def test_create_and_run_stream_starts_with_thread_created(client: OpenAI, http: 
     assert messages[0].content[0].text.value == "Another"
 
 
-def test_parallel_tool_calls_stream_as_step_deltas(client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str) -> None:
+def test_parallel_tool_calls_stream_as_step_deltas(
+    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+) -> None:
     scripted(
         fake_llm,
         model,
@@ -203,7 +208,10 @@ class WeatherHandler(AssistantEventHandler):
         required = run.required_action.submit_tool_outputs.tool_calls
         if tool_call.id != required[-1].id:
             return  # answer once, when the last call of the round is complete
-        outputs = [{"tool_call_id": call.id, "output": f"sunny in {json.loads(call.function.arguments)['city']}"} for call in required]
+        outputs = [
+            {"tool_call_id": call.id, "output": f"sunny in {json.loads(call.function.arguments)['city']}"}
+            for call in required
+        ]
         handler = WeatherHandler(self.client, self.thread_id)
         self.nested.append(handler)
         with self.client.beta.threads.runs.submit_tool_outputs_stream(
@@ -216,7 +224,9 @@ class WeatherHandler(AssistantEventHandler):
         self.texts.append(text.value)
 
 
-def test_event_handler_submits_tool_outputs_from_on_tool_call_done(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+def test_event_handler_submits_tool_outputs_from_on_tool_call_done(
+    client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
     scripted(
         fake_llm,
         model,
@@ -228,7 +238,9 @@ def test_event_handler_submits_tool_outputs_from_on_tool_call_done(client: OpenA
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather up north?"}])
 
     handler = WeatherHandler(client, thread.id)
-    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id, event_handler=handler) as stream:
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+    ) as stream:
         stream.until_done()
 
     assert handler.done_calls == ["call_a"]
@@ -257,7 +269,9 @@ def test_deltas_are_batched_after_the_first(client: OpenAI, http: httpx.Client, 
     assert 2 <= len(deltas) <= 20, len(deltas)
 
 
-def test_keep_alive_comments_while_the_model_thinks(client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str) -> None:
+def test_keep_alive_comments_while_the_model_thinks(
+    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+) -> None:
     scripted(fake_llm, model, text("Finally.", delay=2.5))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "take your time"}])
@@ -308,7 +322,12 @@ def test_bad_run_requests_are_400_not_5xx(client: OpenAI, http: httpx.Client, pa
     assert response.status_code == 404
     assert response.json()["error"]["param"] == "assistant_id"
     assistant = client.beta.assistants.create(model="openai/x")
-    for bad in ({"temperature": 9}, {"max_completion_tokens": 10}, {"truncation_strategy": {"type": "middle"}}, {"colour": 1}):
+    for bad in (
+        {"temperature": 9},
+        {"max_completion_tokens": 10},
+        {"truncation_strategy": {"type": "middle"}},
+        {"colour": 1},
+    ):
         response = http.post(url, json={"assistant_id": assistant.id, **bad})
         assert response.status_code == 400, (bad, response.text)
     assert client.beta.threads.runs.list(thread.id).data == []

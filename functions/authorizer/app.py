@@ -33,7 +33,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "principalId": tenant,
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _any_route(event["methodArn"])}],
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _any_route(event["methodArn"])}
+            ],
         },
         "context": {"tenantId": tenant},
     }

@@ -33,7 +33,6 @@ import uuid
 import zipfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -134,7 +133,9 @@ class EmulatedAWS:
 
         request = urllib.request.Request(
             f"{self.endpoint_url}/moto-api/config",
-            data=json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode(),
+            data=json.dumps(
+                {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+            ).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
         )

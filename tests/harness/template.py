@@ -123,7 +123,12 @@ class Resolver:
     def __init__(self, physical: dict[str, str], arns: dict[str, str]) -> None:
         self.physical = physical
         self.arns = arns
-        self.pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws", "AWS::StackName": "local"}
+        self.pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "local",
+        }
 
     def ref(self, name: str) -> str:
         if name in self.pseudo:
@@ -141,7 +146,7 @@ class Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":

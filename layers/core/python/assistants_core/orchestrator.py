@@ -6,6 +6,7 @@ can be derived from the run id alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from functools import lru_cache
 from typing import Any
@@ -45,10 +46,8 @@ class RunOrchestrator:
             if error.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist", "ExecutionNotFound"):
                 raise
         if task_token:
-            try:
+            with contextlib.suppress(ClientError):  # the stop may already have ended the wait
                 self.client.send_task_failure(taskToken=task_token, error="RunCancelled", cause="cancelled by the user")
-            except ClientError:
-                pass  # the stop already ended the wait
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ concurrency. Attributes that conditions and filters need live beside it: ``statu
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 from collections.abc import Callable, Iterable
@@ -295,7 +296,7 @@ class Repository:
 
     # ------------------------------------------------------------ transactions
 
-    def transact(self, operations: list[dict[str, Any]]) -> None:
+    def transact(self, operations: builtins.list[dict[str, Any]]) -> None:
         """TransactWriteItems over operations built by the ``op_*`` helpers.
 
         The table resource's client converts plain Python values to DynamoDB's typed form,
@@ -400,7 +401,7 @@ class Repository:
 
     # ------------------------------------------------------------ run event log
 
-    def append_events(self, pk: str, first_seq: int, events: list[tuple[str, Doc]], *, ttl: int) -> None:
+    def append_events(self, pk: str, first_seq: int, events: builtins.list[tuple[str, Doc]], *, ttl: int) -> None:
         """Append events at ``first_seq``, ``first_seq + 1``...; all or nothing.
 
         Raises ConcurrentModification if another writer already took one of the numbers.
@@ -439,7 +440,7 @@ class Repository:
                 raise ConcurrentModification(pk) from error
             raise
 
-    def read_events(self, pk: str, after_seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
+    def read_events(self, pk: str, after_seq: int, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
         """Events after ``after_seq``, oldest first, as (seq, name, JSON data); strongly consistent."""
         response = self.table.query(
             KeyConditionExpression=Key("PK").eq(pk) & Key("SK").between(event_sk(after_seq + 1), event_sk(10**10 - 1)),

@@ -71,7 +71,9 @@ def run_turns(steps: list[RunStep], run_messages: dict[str, Message]) -> list[di
             )
             for call in calls:
                 output = call["function"].get("output")
-                turns.append({"role": "tool", "tool_call_id": call["id"], "content": output if output is not None else ""})
+                turns.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": output if output is not None else ""}
+                )
     return turns
 
 
@@ -80,14 +82,18 @@ def _encoding(model: str) -> Any:
     from importlib import resources
 
     # tiktoken would download its encodings; litellm ships them, so point tiktoken there.
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(resources.files("litellm").joinpath("litellm_core_utils/tokenizers")))
+    os.environ.setdefault(
+        "TIKTOKEN_CACHE_DIR", str(resources.files("litellm").joinpath("litellm_core_utils/tokenizers"))
+    )
     import tiktoken
 
     name = model.rsplit("/", 1)[-1]
     try:
         return tiktoken.encoding_for_model(name)
     except KeyError:
-        return tiktoken.get_encoding("o200k_base" if name.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")) else "cl100k_base")
+        return tiktoken.get_encoding(
+            "o200k_base" if name.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")) else "cl100k_base"
+        )
 
 
 def warm_up() -> None:
@@ -106,9 +112,13 @@ def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
         if isinstance(content, str):
             total += len(encoding.encode(content))
         elif isinstance(content, list):
-            total += sum(len(encoding.encode(p.get("text", ""))) + (85 if p["type"] == "image_url" else 0) for p in content)
+            total += sum(
+                len(encoding.encode(p.get("text", ""))) + (85 if p["type"] == "image_url" else 0) for p in content
+            )
         for call in message.get("tool_calls") or []:
-            total += len(encoding.encode(call["function"]["name"])) + len(encoding.encode(call["function"]["arguments"]))
+            total += len(encoding.encode(call["function"]["name"])) + len(
+                encoding.encode(call["function"]["arguments"])
+            )
     return total
 
 
@@ -117,7 +127,11 @@ def count_text(model: str, text: str) -> int:
 
 
 def fit(
-    model: str, system: list[dict[str, Any]], earlier: list[dict[str, Any]], turns: list[dict[str, Any]], budget: int | None
+    model: str,
+    system: list[dict[str, Any]],
+    earlier: list[dict[str, Any]],
+    turns: list[dict[str, Any]],
+    budget: int | None,
 ) -> list[dict[str, Any]] | None:
     """System + as much recent history as fits + this run's turns; None if nothing fits."""
     if budget is None:

@@ -198,6 +198,8 @@ def classify(error: Exception) -> ModelError:
     message = str(error) or type(error).__name__
     if isinstance(error, litellm.RateLimitError):
         return ModelError("rate_limit_exceeded", message)
-    if isinstance(error, (litellm.ContextWindowExceededError, litellm.BadRequestError, litellm.ContentPolicyViolationError)):
+    if isinstance(
+        error, (litellm.ContextWindowExceededError, litellm.BadRequestError, litellm.ContentPolicyViolationError)
+    ):
         return ModelError("invalid_prompt", message)
     return ModelError("server_error", message)

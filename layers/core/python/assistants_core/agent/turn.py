@@ -13,6 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from ..config import settings
 from ..ids import new_id, now
 from ..repository import MESSAGE_PREFIX, Repository
 from ..services.lifecycle import RunRef, fail, load_run, step_sk, transition
@@ -51,9 +52,7 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
     if outputs:
         _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
         events.emit(ev.run_event("queued"), run)
-    started = transition(
-        repo, ref, "in_progress", allowed_from={"queued"}, events=events, remove=["tool_outputs"]
-    )
+    started = transition(repo, ref, "in_progress", allowed_from={"queued"}, events=events, remove=["tool_outputs"])
     if started is None:
         current = load_run(repo, ref)
         return current.status if current else "missing"
@@ -206,9 +205,14 @@ class Turn:
             self._close_message(incomplete=False, usage=None)
         if self.tool_step is None:
             self.tool_step = self._new_step("tool_calls", {"type": "tool_calls", "tool_calls": []})
-            self.repo.create(self.ref.pk, step_sk(self.run.id, self.tool_step.id), self.tool_step.model_dump(mode="json"))
+            self.repo.create(
+                self.ref.pk, step_sk(self.run.id, self.tool_step.id), self.tool_step.model_dump(mode="json")
+            )
             self.events.emit_many(
-                [(ev.STEP_CREATED, self.tool_step.model_dump(mode="json")), (ev.STEP_IN_PROGRESS, self.tool_step.model_dump(mode="json"))]
+                [
+                    (ev.STEP_CREATED, self.tool_step.model_dump(mode="json")),
+                    (ev.STEP_IN_PROGRESS, self.tool_step.model_dump(mode="json")),
+                ]
             )
         fragment: dict[str, Any]
         if chunk.index not in self.calls:
@@ -313,29 +317,40 @@ class Turn:
 
     def _finish_tool_calls(self, usage: Usage) -> str:
         assert self.tool_step is not None
-        calls = [
-            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"], "output": None}}
+        calls: list[dict[str, Any]] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"], "output": None},
+            }
             for _, c in sorted(self.calls.items())
         ]
-        step = self.tool_step.model_copy(update={"step_details": {"type": "tool_calls", "tool_calls": calls}, "usage": usage})
+        step = self.tool_step.model_copy(
+            update={"step_details": {"type": "tool_calls", "tool_calls": calls}, "usage": usage}
+        )
         self._save(step_sk(self.run.id, step.id), step.model_dump(mode="json"))
         required = {
             "type": "submit_tool_outputs",
             "submit_tool_outputs": {
                 "tool_calls": [
-                    {"id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                    }
                     for c in calls
                 ]
             },
         }
-        from ..config import settings
 
         def park(run: Run) -> None:
             run.required_action = required
             run.usage = (run.usage or Usage()) + usage
             run.expires_at = now() + settings().run_expiry_seconds
 
-        parked = transition(self.repo, self.ref, "requires_action", allowed_from={"in_progress"}, events=self.events, change=park)
+        parked = transition(
+            self.repo, self.ref, "requires_action", allowed_from={"in_progress"}, events=self.events, change=park
+        )
         return parked.status if parked else self._current_status()
 
     def _finish_incomplete(self, reason: str, usage: Usage) -> str:
@@ -343,14 +358,18 @@ class Turn:
             run.incomplete_details = {"reason": reason}
             run.usage = (run.usage or Usage()) + usage
 
-        ended = transition(self.repo, self.ref, "incomplete", allowed_from={"in_progress"}, events=self.events, change=explain)
+        ended = transition(
+            self.repo, self.ref, "incomplete", allowed_from={"in_progress"}, events=self.events, change=explain
+        )
         return ended.status if ended else self._current_status()
 
     def _finish(self, status: str, usage: Usage) -> str:
         def account(run: Run) -> None:
             run.usage = (run.usage or Usage()) + usage
 
-        ended = transition(self.repo, self.ref, status, allowed_from={"in_progress"}, events=self.events, change=account)
+        ended = transition(
+            self.repo, self.ref, status, allowed_from={"in_progress"}, events=self.events, change=account
+        )
         return ended.status if ended else self._current_status()
 
     def _current_status(self) -> str:
@@ -362,7 +381,9 @@ class Turn:
             return False
         self._last_cancel_check = time.monotonic()
         item = self.repo.table.get_item(
-            Key={"PK": self.ref.pk, "SK": self.ref.sk}, ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}
+            Key={"PK": self.ref.pk, "SK": self.ref.sk},
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "status"},
         ).get("Item")
         return not item or item.get("status") not in ("in_progress",)
 
@@ -384,4 +405,3 @@ class Turn:
         self.message = message
         if why == "failed":
             self.events.emit(ev.MESSAGE_INCOMPLETE, message)
-

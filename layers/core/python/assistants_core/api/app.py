@@ -67,12 +67,19 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"path": request.url.path})
     return JSONResponse(
-        {"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": None, "code": None}},
+        {
+            "error": {
+                "message": "The server had an error while processing your request.",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        },
         status_code=500,
     )
 
 
-def _param_path(location: tuple[Any, ...] | list[Any]) -> str | None:
+def _param_path(location: Any) -> str | None:
     """A validation error's location as OpenAI names a param (``tools[0].function.name``).
 
     pydantic puts the name of the union branch it tried into the location, right after a list
@@ -83,7 +90,9 @@ def _param_path(location: tuple[Any, ...] | list[Any]) -> str | None:
     previous: Any = None
     for part in parts:
         is_branch = isinstance(part, str) and (
-            "[" in part or "(" in part or (part in _UNION_BRANCHES and (isinstance(previous, int) or previous in _UNION_FIELDS))
+            "[" in part
+            or "(" in part
+            or (part in _UNION_BRANCHES and (isinstance(previous, int) or previous in _UNION_FIELDS))
         )
         if isinstance(part, int):
             text += f"[{part}]"
@@ -95,8 +104,16 @@ def _param_path(location: tuple[Any, ...] | list[Any]) -> str | None:
 
 _UNION_FIELDS = {"content", "response_format", "tool_choice", "tools"}
 _UNION_BRANCHES = {
-    "str", "function", "file_search", "code_interpreter", "text", "image_url", "image_file",
-    "json_object", "json_schema", "NamedToolChoice",
+    "str",
+    "function",
+    "file_search",
+    "code_interpreter",
+    "text",
+    "image_url",
+    "image_file",
+    "json_object",
+    "json_schema",
+    "NamedToolChoice",
 }
 
 
@@ -115,12 +132,20 @@ def validation_error(errors: Any) -> InvalidRequestError:
         )
     if kind == "missing":
         if param is None:
-            return InvalidRequestError("The request body is required and must be a JSON object.", code="missing_required_parameter")
-        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+            return InvalidRequestError(
+                "The request body is required and must be a JSON object.", code="missing_required_parameter"
+            )
+        return InvalidRequestError(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     if kind == "extra_forbidden":
-        return InvalidRequestError(f"Unrecognized request argument supplied: {param}", param=param, code="unknown_parameter")
+        return InvalidRequestError(
+            f"Unrecognized request argument supplied: {param}", param=param, code="unknown_parameter"
+        )
     message = str(first.get("msg", "Invalid value")).removeprefix("Value error, ")
     shown = json.dumps(first.get("input"), default=str)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return InvalidRequestError(f"Invalid value for '{param}': {message} (got {shown}).", param=param, code="invalid_value")
+    return InvalidRequestError(
+        f"Invalid value for '{param}': {message} (got {shown}).", param=param, code="invalid_value"
+    )

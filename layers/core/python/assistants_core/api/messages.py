@@ -29,9 +29,7 @@ def get_message(thread_id: str, message_id: str, tenant: Tenant, repo: Repo) -> 
 
 
 @router.post("/{message_id}")
-def update_message(
-    thread_id: str, message_id: str, body: MessageUpdateParams, tenant: Tenant, repo: Repo
-) -> Message:
+def update_message(thread_id: str, message_id: str, body: MessageUpdateParams, tenant: Tenant, repo: Repo) -> Message:
     return service.update_message(repo, tenant, thread_id, message_id, body)
 
 

@@ -122,7 +122,5 @@ def list_steps(
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
-def get_step(
-    thread_id: str, run_id: str, step_id: str, tenant: Tenant, repo: Repo, include: Include = None
-) -> RunStep:
+def get_step(thread_id: str, run_id: str, step_id: str, tenant: Tenant, repo: Repo, include: Include = None) -> RunStep:
     return service.get_step(repo, RunRef(tenant, thread_id, run_id), step_id)

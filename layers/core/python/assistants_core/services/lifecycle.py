@@ -7,6 +7,7 @@ Every writer of a run (the API, the agent step, the finalizer) changes its statu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -86,9 +87,7 @@ def _stamp(run: Run) -> None:
     moment = now()
     if run.status == "in_progress" and run.started_at is None:
         run.started_at = moment
-    elif run.status == "completed":
-        run.completed_at = moment
-    elif run.status == "incomplete":
+    elif run.status == "completed" or run.status == "incomplete":
         run.completed_at = moment
     elif run.status == "failed":
         run.failed_at = moment
@@ -106,12 +105,10 @@ def release_thread(repo: Repository, ref: RunRef) -> None:
     """Remove the thread's run lock if this run holds it (idempotent)."""
     from boto3.dynamodb.conditions import Attr
 
-    try:
+    with contextlib.suppress(ConcurrentModification):  # already released, or the thread was deleted
         repo.update_attributes(
             ref.pk, THREAD_SK, remove=["active_run_id"], condition=Attr("active_run_id").eq(ref.run_id)
         )
-    except ConcurrentModification:
-        pass  # already released, or the thread was deleted
 
 
 def fail(repo: Repository, ref: RunRef, code: str, message: str, events: RunEventWriter | None) -> Run | None:

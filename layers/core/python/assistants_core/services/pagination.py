@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ..repository import Page
 from ..types import ListPage
-
-Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,7 @@ class ListParams:
         return {"limit": self.limit, "order": self.order, "after": self.after, "before": self.before}
 
 
-def to_list_page(page: Page, model: type[Model]) -> ListPage[Model]:
+def to_list_page[Model: BaseModel](page: Page, model: type[Model]) -> ListPage[Model]:
     data = [model.model_validate(doc) for doc in page.items]
     return ListPage[model](  # type: ignore[valid-type]
         data=data,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -168,7 +167,6 @@ async def stream_events(
     run_id: str,
     *,
     after_seq: int,
-    prefix: list[Event] | None = None,
 ) -> AsyncIterator[str]:
     """Tail a run's event log as SSE frames until the run ends or waits for tool outputs.
 
@@ -178,8 +176,6 @@ async def stream_events(
     config = settings()
     poll = config.stream_poll_interval_ms / 1000
     pk = run_log_pk(tenant, run_id)
-    for name, data in prefix or []:
-        yield sse_frame(name, json.dumps(data, separators=(",", ":")))
     last_sent = time.monotonic()
     while True:
         events = await asyncio.to_thread(repo.read_events, pk, after_seq)

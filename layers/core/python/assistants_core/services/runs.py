@@ -68,7 +68,9 @@ def _new_run(thread_id: str, assistant: Assistant, params: RunCreateParams | Thr
         max_prompt_tokens=params.max_prompt_tokens,
         max_completion_tokens=params.max_completion_tokens,
         truncation_strategy=_dump(params.truncation_strategy) or {"type": "auto", "last_messages": None},
-        response_format=_dump(params.response_format) if params.response_format is not None else assistant.response_format,
+        response_format=_dump(params.response_format)
+        if params.response_format is not None
+        else assistant.response_format,
         tool_choice=_dump(params.tool_choice) if params.tool_choice is not None else "auto",
         parallel_tool_calls=params.parallel_tool_calls if params.parallel_tool_calls is not None else True,
         reasoning_effort=params.reasoning_effort or assistant.reasoning_effort,
@@ -253,9 +255,7 @@ def _check_outputs(run: Run, params: SubmitToolOutputsParams) -> dict[str, str]:
             )
     missing = [call_id for call_id in expected if call_id not in seen]
     if missing:
-        raise InvalidRequestError(
-            f"Expected tool outputs for call_ids {expected}, got {given}.", param="tool_outputs"
-        )
+        raise InvalidRequestError(f"Expected tool outputs for call_ids {expected}, got {given}.", param="tool_outputs")
     return {output.tool_call_id: output.output for output in params.tool_outputs}
 
 
@@ -275,4 +275,3 @@ def get_step(repo: Repository, ref: RunRef, step_id: str) -> RunStep:
 def _require_thread(repo: Repository, tenant: str, thread_id: str) -> None:
     if repo.get(thread_pk(tenant, thread_id), THREAD_SK) is None:
         raise NotFoundError.for_object("thread", thread_id, param="thread_id")
-

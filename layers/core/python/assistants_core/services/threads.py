@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..errors import NotFoundError
-from ..ids import now
-from ..ids import new_id
+from ..ids import new_id, now
 from ..repository import THREAD_SK, Repository, thread_pk
 from ..types import DeletedObject, Message, Thread, ThreadCreateParams, ThreadUpdateParams
 from .messages import build_message, message_sk

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
-
-T = TypeVar("T")
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -20,9 +18,13 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
         raise ValueError(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs, got {len(value)}")
     for key, item in value.items():
         if len(key) > MAX_METADATA_KEY:
-            raise ValueError(f"metadata keys may be at most {MAX_METADATA_KEY} characters, '{key[:20]}...' is {len(key)}")
+            raise ValueError(
+                f"metadata keys may be at most {MAX_METADATA_KEY} characters, '{key[:20]}...' is {len(key)}"
+            )
         if len(item) > MAX_METADATA_VALUE:
-            raise ValueError(f"metadata values may be at most {MAX_METADATA_VALUE} characters, the value of '{key}' is {len(item)}")
+            raise ValueError(
+                f"metadata values may be at most {MAX_METADATA_VALUE} characters, the value of '{key}' is {len(item)}"
+            )
     return value
 
 
@@ -41,7 +43,7 @@ class ObjectModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class ListPage(BaseModel, Generic[T]):
+class ListPage[T](BaseModel):
     object: Literal["list"] = "list"
     data: list[T]
     first_id: str | None

@@ -6,7 +6,7 @@ output parts (``{"type": "text", "text": {"value", "annotations"}}``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -40,7 +40,7 @@ class ImageFilePart(RequestModel):
     image_file: ImageFile
 
 
-InputPart = Annotated[Union[TextInputPart, ImageURLPart, ImageFilePart], Field(discriminator="type")]
+InputPart = Annotated[TextInputPart | ImageURLPart | ImageFilePart, Field(discriminator="type")]
 
 
 class AttachmentTool(RequestModel):
@@ -54,7 +54,7 @@ class Attachment(RequestModel):
 
 class MessageCreateParams(RequestModel):
     role: Literal["user", "assistant"]
-    content: Union[str, Annotated[list[InputPart], Field(min_length=1)]]
+    content: str | Annotated[list[InputPart], Field(min_length=1)]
     attachments: list[Attachment] | None = None
     metadata: Metadata = None
 

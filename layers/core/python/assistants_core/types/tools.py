@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -47,7 +47,7 @@ def _reject_code_interpreter(tools: list[Any] | None) -> list[Any] | None:
     return tools
 
 
-Tool = Annotated[Union[FunctionTool, FileSearchTool, CodeInterpreterTool], Field(discriminator="type")]
+Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(discriminator="type")]
 Tools = Annotated[list[Tool], Field(max_length=128), AfterValidator(_reject_code_interpreter)]
 
 
@@ -84,10 +84,9 @@ class JsonSchemaFormat(RequestModel):
     json_schema: JsonSchemaSpec
 
 
-ResponseFormat = Union[
-    Literal["auto"],
-    Annotated[Union[TextFormat, JsonObjectFormat, JsonSchemaFormat], Field(discriminator="type")],
-]
+ResponseFormat = (
+    Literal["auto"] | Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+)
 
 
 class ToolChoiceFunction(RequestModel):
@@ -99,7 +98,7 @@ class NamedToolChoice(RequestModel):
     function: ToolChoiceFunction | None = None
 
 
-ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice]
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class ToolResourcesObject(ObjectModel):
