@@ -125,9 +125,9 @@ class EmulatedAWS:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        from moto.server import ThreadedMotoServer
+        from .moto_server import SerializedMotoServer  # imports moto: after MOTO_PORT is set
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server = SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         import urllib.request
 

@@ -122,10 +122,15 @@ class Repository:
 
     def create(self, pk: str, sk: str, doc: Doc, *, ttl: int | None = None, **attributes: Any) -> None:
         """Store a new object; fails with ConcurrentModification if the key exists."""
-        self.table.put_item(
-            Item=self._item(pk, sk, doc, version=1, ttl=ttl, **attributes),
-            ConditionExpression=Attr("PK").not_exists(),
-        )
+        try:
+            self.table.put_item(
+                Item=self._item(pk, sk, doc, version=1, ttl=ttl, **attributes),
+                ConditionExpression=Attr("PK").not_exists(),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise ConcurrentModification(f"{pk}/{sk}") from error
+            raise
 
     def get(self, pk: str, sk: str) -> StoredDoc | None:
         item = self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
@@ -175,7 +180,9 @@ class Repository:
         values.update(attributes)
         names = {f"#a{i}": name for i, name in enumerate(values)}
         expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values)))
-        removed = [name for name in remove if name not in values]
+        # A mirrored attribute whose doc value became None goes too, not left stale beside the doc.
+        cleared = [name for name in MIRRORED_ATTRIBUTES if name in doc and doc[name] is None]
+        removed = [name for name in (*remove, *cleared) if name not in values]
         if removed:
             names.update({f"#r{i}": name for i, name in enumerate(removed)})
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
@@ -319,7 +326,14 @@ class Repository:
             }
         }
 
-    def op_condition(self, pk: str, sk: str, expression: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    def op_condition(
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        values: dict[str, Any] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         check: dict[str, Any] = {
             "TableName": self.table.name,
             "Key": {"PK": pk, "SK": sk},
@@ -327,6 +341,8 @@ class Repository:
         }
         if values:
             check["ExpressionAttributeValues"] = values
+        if names:
+            check["ExpressionAttributeNames"] = names
         return {"ConditionCheck": check}
 
     def op_update(
@@ -389,8 +405,9 @@ class Repository:
         }
         if values:
             kwargs["ExpressionAttributeValues"] = values
-        if condition is not None:
-            kwargs["ConditionExpression"] = condition
+        # Never create a stub item: an update of attributes only applies to an existing object.
+        exists = Attr("PK").exists()
+        kwargs["ConditionExpression"] = exists if condition is None else exists & condition
         try:
             response = self.table.update_item(**kwargs)
         except ClientError as error:
@@ -406,6 +423,8 @@ class Repository:
 
         Raises ConcurrentModification if another writer already took one of the numbers.
         """
+        if len(events) > 100:  # one transaction at most: all or nothing
+            raise ValueError(f"append at most 100 events at once, not {len(events)}")
         items = [
             {
                 "PK": pk,
@@ -420,19 +439,12 @@ class Repository:
             if len(items) == 1:
                 self.table.put_item(Item=items[0], ConditionExpression=Attr("SK").not_exists())
                 return
-            for chunk_start in range(0, len(items), 100):
-                self.transact(
-                    [
-                        {
-                            "Put": {
-                                "TableName": self.table.name,
-                                "Item": item,
-                                "ConditionExpression": "attribute_not_exists(SK)",
-                            }
-                        }
-                        for item in items[chunk_start : chunk_start + 100]
-                    ]
-                )
+            self.transact(
+                [
+                    {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}}
+                    for item in items
+                ]
+            )
         except TransactionConflict as conflict:
             raise ConcurrentModification(pk) from conflict
         except ClientError as error:

@@ -1,0 +1,144 @@
+"""pytest fixtures: the repository against moto and against DynamoDB Local, over HTTP.
+
+``tests/conftest.py`` imports these (``from tests.harness.dynamo_fixtures import *``) so every
+test module can ask for them; a test module may also import them itself. The functions are
+called ``<fixture>_fixture`` and registered under ``name=<fixture>``, so importing them does
+not shadow the test arguments (ruff F811).
+
+* ``moto_endpoint`` / ``dynamodb_local_endpoint`` - one server per session. moto runs in a
+  thread and answers one request at a time (see :func:`_serialized`).
+* ``dynamo_engine`` - parametrized over ``"moto"`` and ``"dynamodb-local"``: (name, endpoint).
+* ``assistants_table`` - a fresh copy of the template's ``AssistantsTable`` under a unique name,
+  created with :func:`tests.harness.template.create_tables` (so keys and TTL come from
+  ``template.yaml``), deleted after the test.
+* ``repo`` - an :class:`assistants_core.repository.Repository` on that table.
+
+boto3 resources are not thread-safe: a test that writes from threads gives each thread its own
+repository via :func:`repository_for`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from assistants_core.repository import Repository
+from tests.harness.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+from tests.harness.moto_server import SerializedMotoServer
+from tests.harness.template import create_tables, load_template, resources
+
+__all__ = [
+    "ENGINES",
+    "DynamoEngine",
+    "SerializedMotoServer",
+    "assistants_table_fixture",
+    "dynamo_client",
+    "dynamo_engine_fixture",
+    "dynamo_resource",
+    "dynamodb_local_endpoint_fixture",
+    "moto_endpoint_fixture",
+    "repo_fixture",
+    "repository_for",
+]
+
+ENGINES = ("moto", "dynamodb-local")
+ASSISTANTS_TABLE = "AssistantsTable"
+REGION = "us-east-1"
+_CREDENTIALS = {"region_name": REGION, "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+# Fail fast instead of retrying: a throttled or broken local engine should show up as an error.
+_CONFIG = Config(retries={"max_attempts": 1}, max_pool_connections=32)
+
+
+@dataclass(frozen=True)
+class DynamoEngine:
+    name: str
+    endpoint_url: str
+
+
+def dynamo_client(endpoint_url: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint_url, config=_CONFIG, **_CREDENTIALS)
+
+
+def dynamo_resource(endpoint_url: str) -> Any:
+    return boto3.resource("dynamodb", endpoint_url=endpoint_url, config=_CONFIG, **_CREDENTIALS)
+
+
+def repository_for(table_name: str, endpoint_url: str) -> Repository:
+    """A repository with its own boto3 session objects (one per thread)."""
+    return Repository(table_name, dynamodb=dynamo_resource(endpoint_url))
+
+
+@pytest.fixture(scope="session", name="moto_endpoint")
+def moto_endpoint_fixture() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", name="dynamodb_local_endpoint")
+def dynamodb_local_endpoint_fixture() -> Iterator[str]:
+    """DynamoDB Local for the session.
+
+    Without Java or the jar the DynamoDB Local cases are skipped, unless DYNAMODB_LOCAL_DIR is
+    set (``make test`` sets it): then a missing engine is an error, not a silent skip.
+    """
+    problem = None
+    try:
+        local = DynamoDBLocal().start()
+    except DynamoDBLocalUnavailable as error:
+        problem = str(error)
+    if problem is not None:
+        if os.environ.get("DYNAMODB_LOCAL_DIR"):
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(f"DynamoDB Local unavailable: {problem}")
+    try:
+        yield local.endpoint_url
+    finally:
+        local.stop()
+
+
+_ENGINE_PARAMS = [pytest.param("moto"), pytest.param("dynamodb-local", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=_ENGINE_PARAMS, name="dynamo_engine")
+def dynamo_engine_fixture(request: pytest.FixtureRequest) -> DynamoEngine:
+    """Each engine in turn; the DynamoDB Local case is marked ``slow`` (``make test-fast`` skips it)."""
+    fixture = "moto_endpoint" if request.param == "moto" else "dynamodb_local_endpoint"
+    return DynamoEngine(request.param, request.getfixturevalue(fixture))
+
+
+@pytest.fixture(name="assistants_table")
+def assistants_table_fixture(dynamo_engine: DynamoEngine) -> Iterator[str]:
+    """The template's tables under unique names; yields the AssistantsTable copy's name."""
+    template = load_template()
+    suffix = uuid.uuid4().hex[:12]
+    tables = resources(template, "AWS::DynamoDB::Table")
+    if ASSISTANTS_TABLE not in tables:
+        raise LookupError(f"template.yaml declares no {ASSISTANTS_TABLE} (tables: {sorted(tables)})")
+    # create_tables names each table after its logical id, so rename the logical ids.
+    renamed = {"Resources": {f"{name}-{suffix}": resource for name, resource in tables.items()}}
+    client = dynamo_client(dynamo_engine.endpoint_url)
+    created = create_tables(client, renamed)
+    try:
+        yield created[f"{ASSISTANTS_TABLE}-{suffix}"]
+    finally:
+        for name in created.values():
+            client.delete_table(TableName=name)
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(dynamo_engine: DynamoEngine, assistants_table: str) -> Repository:
+    return repository_for(assistants_table, dynamo_engine.endpoint_url)

@@ -1,0 +1,49 @@
+"""moto in server mode, made as atomic as DynamoDB: shared by the local stack and the tests."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+
+def _serialized(app: Any) -> Any:
+    """Wrap moto's WSGI app so it handles one DynamoDB request at a time.
+
+    moto's backends are plain Python objects without locks: under concurrent requests its
+    conditional writes are not atomic (an 8-thread race on one conditional UpdateItem had two
+    winners about 1 time in 100, on one TransactWriteItems about 1 in 12, and moto sometimes
+    failed with "dictionary changed size during iteration"). DynamoDB makes every single
+    request atomic, so serializing requests gives moto the guarantee the code relies on while
+    still exposing races between separate requests (read-modify-write).
+    """
+    lock = threading.Lock()
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            # Only DynamoDB is serialized: a Step Functions or Lambda request that calls back into
+            # moto while it is being handled would otherwise wait for itself.
+            return app(environ, start_response)
+        with lock:
+            body = app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+    return application
+
+
+class SerializedMotoServer(ThreadedMotoServer):
+    """moto in a thread (as ThreadedMotoServer), answering one DynamoDB request at a time."""
+
+    def _server_entry(self) -> None:
+        app = _serialized(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()

@@ -1,0 +1,394 @@
+"""template.yaml: what SAM turns it into, and that what it names exists.
+
+`make test` runs `sam validate --lint` and cfn-lint first; these tests check what a linter
+cannot: that SAM's transform wires every runs route to Lambda's response-streaming invocation and
+no other route, that the authorizer guards every route but /health, that the gateway's own errors
+are in OpenAI's shape, and that every function's handler, the table and the state machine are
+what the code expects.
+
+The transform runs samtranslator, which lives in the tools virtualenv (.venv-tools, or the one
+holding $SAM_CLI), in a subprocess: the app's virtualenv does not have it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import template as cfn
+
+ROOT = cfn.ROOT
+LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerX86:25"
+
+# Every route of the API and the function that serves it.
+ROUTES: dict[tuple[str, str], str] = {
+    ("/health", "get"): "AssistantsFunction",
+    ("/v1/assistants", "get"): "AssistantsFunction",
+    ("/v1/assistants", "post"): "AssistantsFunction",
+    ("/v1/assistants/{assistant_id}", "get"): "AssistantsFunction",
+    ("/v1/assistants/{assistant_id}", "post"): "AssistantsFunction",
+    ("/v1/assistants/{assistant_id}", "delete"): "AssistantsFunction",
+    ("/v1/threads", "post"): "ThreadsFunction",
+    ("/v1/threads/{thread_id}", "get"): "ThreadsFunction",
+    ("/v1/threads/{thread_id}", "post"): "ThreadsFunction",
+    ("/v1/threads/{thread_id}", "delete"): "ThreadsFunction",
+    ("/v1/threads/{thread_id}/messages", "get"): "MessagesFunction",
+    ("/v1/threads/{thread_id}/messages", "post"): "MessagesFunction",
+    ("/v1/threads/{thread_id}/messages/{message_id}", "get"): "MessagesFunction",
+    ("/v1/threads/{thread_id}/messages/{message_id}", "post"): "MessagesFunction",
+    ("/v1/threads/{thread_id}/messages/{message_id}", "delete"): "MessagesFunction",
+    ("/v1/threads/runs", "post"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs", "get"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs", "post"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs/{run_id}", "get"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs/{run_id}", "post"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs/{run_id}/cancel", "post"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", "post"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs/{run_id}/steps", "get"): "RunsFunction",
+    ("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", "get"): "RunsFunction",
+}
+STREAMING_FUNCTIONS = {"RunsFunction"}
+
+INVALID_API_KEY = {
+    "error": {
+        "message": "Incorrect API key provided.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+}
+
+# Run in the tools virtualenv: print SAM's CloudFormation translation of argv[1] as JSON.
+TRANSFORM = r"""
+import json, os, sys
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_PROFILE", None)
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class NoManagedPolicies:  # every managed policy the template uses is named by ARN
+    def load(self):
+        return {}
+
+with open(sys.argv[1]) as handle:
+    template = yaml_parse(handle.read())
+for resource in template.get("Resources", {}).values():
+    props = resource.get("Properties") or {}
+    for key in ("CodeUri", "ContentUri", "DefinitionUri"):  # as `sam package` would upload them
+        if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
+            props[key] = "s3://local-build/" + props[key]
+parameters = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
+json.dump(transform(template, parameters, NoManagedPolicies()), sys.stdout)
+"""
+
+
+def _tools_python() -> Path | None:
+    candidates = []
+    if os.environ.get("SAM_CLI"):
+        candidates.append(Path(os.environ["SAM_CLI"]).parent / "python")
+    candidates.append(ROOT / ".venv-tools" / "bin" / "python")
+    for python in candidates:
+        if (
+            python.exists()
+            and subprocess.run([python, "-c", "import samtranslator"], capture_output=True).returncode == 0
+        ):
+            return python
+    return None
+
+
+@pytest.fixture(scope="module")
+def transformed() -> dict[str, Any]:
+    python = _tools_python()
+    if python is None:
+        pytest.skip(
+            "samtranslator not found: `make .venv-tools/.installed` (or set SAM_CLI to a sam whose virtualenv has it)"
+        )
+    result = subprocess.run(
+        [python, "-c", TRANSFORM, str(cfn.TEMPLATE_PATH)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return cfn.load_template()
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def _swagger(transformed: dict[str, Any]) -> dict[str, Any]:
+    (api,) = _of_type(transformed, "AWS::ApiGateway::RestApi").values()
+    return api["Properties"]["Body"]
+
+
+def _integrations(transformed: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (path, method): operation["x-amazon-apigateway-integration"]
+        for path, item in _swagger(transformed)["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+def _uri(integration: dict[str, Any]) -> str:
+    uri = integration["uri"]
+    return uri["Fn::Sub"] if isinstance(uri, dict) else uri
+
+
+def _target(integration: dict[str, Any]) -> str:
+    match = re.search(r"\$\{(\w+)\.Arn\}", _uri(integration))
+    assert match, integration
+    return match.group(1)
+
+
+# ------------------------------------------------------------------ the transformed template
+
+
+def test_the_api_has_exactly_the_expected_routes(transformed: dict[str, Any]) -> None:
+    targets = {route: _target(integration) for route, integration in _integrations(transformed).items()}
+    assert targets == ROUTES
+
+
+def test_every_runs_route_streams(transformed: dict[str, Any]) -> None:
+    streamed = 0
+    for route, integration in _integrations(transformed).items():
+        if ROUTES[route] not in STREAMING_FUNCTIONS:
+            continue
+        streamed += 1
+        assert integration["type"] == "aws_proxy", route
+        assert _uri(integration).endswith("/2021-11-15/functions/${RunsFunction.Arn}/response-streaming-invocations"), (
+            route
+        )
+        assert integration.get("responseTransferMode") == "STREAM", route
+        # a stream may outlive REST's default 29 s integration timeout (streaming allows 15 min)
+        assert integration.get("timeoutInMillis", 29_000) > 29_000, route
+    assert streamed == 9
+
+
+def test_no_other_route_streams(transformed: dict[str, Any]) -> None:
+    buffered = 0
+    for route, integration in _integrations(transformed).items():
+        if ROUTES[route] in STREAMING_FUNCTIONS:
+            continue
+        buffered += 1
+        assert "response-streaming" not in _uri(integration), route
+        assert _uri(integration).endswith(f"/2015-03-31/functions/${{{ROUTES[route]}.Arn}}/invocations"), route
+        assert "responseTransferMode" not in integration, route
+    assert buffered == len(ROUTES) - 9
+
+
+def test_the_authorizer_guards_every_route_but_health(transformed: dict[str, Any]) -> None:
+    swagger = _swagger(transformed)
+    for path, item in swagger["paths"].items():
+        for method, operation in item.items():
+            expected = [{"NONE": []}] if (path, method) == ("/health", "get") else [{"ApiKeyAuthorizer": []}]
+            assert operation["security"] == expected, (path, method)
+    authorizer = swagger["securityDefinitions"]["ApiKeyAuthorizer"]
+    assert authorizer["name"] == "Authorization" and authorizer["in"] == "header"
+    settings = authorizer["x-amazon-apigateway-authorizer"]
+    assert settings["type"] == "token"
+    assert settings["authorizerResultTtlInSeconds"] == 300
+    assert settings["authorizerUri"]["Fn::Sub"][1]["__FunctionArn__"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+
+
+def test_gateway_errors_are_in_openai_shape(transformed: dict[str, Any]) -> None:
+    responses = _swagger(transformed)["x-amazon-apigateway-gateway-responses"]
+
+    def rendered(kind: str) -> dict[str, Any]:
+        text = responses[kind]["responseTemplates"]["application/json"]
+        # what API Gateway substitutes: messageString is already a quoted JSON string
+        return json.loads(text.replace("$context.error.messageString", json.dumps("Forbidden")))
+
+    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        assert responses[kind]["statusCode"] == "401", kind
+        assert rendered(kind) == INVALID_API_KEY, kind
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+    missing = rendered("MISSING_AUTHENTICATION_TOKEN")["error"]
+    assert missing["message"].startswith("Invalid URL") and missing["type"] == "invalid_request_error"
+    assert rendered("DEFAULT_4XX")["error"]["message"] == "Forbidden"
+    assert rendered("DEFAULT_5XX")["error"]["type"] == "server_error"
+    for kind in responses:
+        assert set(rendered(kind)["error"]) == {"message", "type", "param", "code"}, kind
+
+
+def test_function_layers(transformed: dict[str, Any]) -> None:
+    functions = _of_type(transformed, "AWS::Lambda::Function")
+
+    def layers(name: str) -> list[str]:
+        return [
+            layer["Ref"] if "Ref" in layer else layer["Fn::Sub"] for layer in functions[name]["Properties"]["Layers"]
+        ]
+
+    for name in functions:
+        assert layers(name)[0].startswith("CoreLayer"), name
+    assert len(layers("RunsFunction")) == 2 and layers("RunsFunction")[1] == LWA_LAYER
+    assert len(layers("AgentStepFunction")) == 2 and layers("AgentStepFunction")[1].startswith("ModelsLayer")
+    for name in set(functions) - {"RunsFunction", "AgentStepFunction"}:
+        assert len(layers(name)) == 1, name
+
+
+def test_the_state_machine(transformed: dict[str, Any]) -> None:
+    machine = transformed["Resources"]["RunStateMachine"]
+    assert machine["Type"] == "AWS::StepFunctions::StateMachine"
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD"  # EXPRESS cannot wait for a task token
+    assert props["DefinitionSubstitutions"] == {
+        "AgentStepFunctionArn": {"Fn::GetAtt": ["AgentStepFunction", "Arn"]},
+        "RunFinalizerFunctionArn": {"Fn::GetAtt": ["RunFinalizerFunction", "Arn"]},
+        "TableName": {"Ref": "AssistantsTable"},
+    }
+    statements = _statements(transformed, props["RoleArn"]["Fn::GetAtt"][0])
+    invoked = {
+        s["Resource"]["Fn::Sub"][1]["functionName"]["Ref"] for s in statements if "lambda:InvokeFunction" in _actions(s)
+    }
+    assert invoked == {"AgentStepFunction", "RunFinalizerFunction"}
+    assert any("dynamodb:UpdateItem" in _actions(s) for s in statements)  # updateItem.waitForTaskToken
+
+
+def test_the_runs_function_drives_the_state_machine(transformed: dict[str, Any]) -> None:
+    role = transformed["Resources"]["RunsFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    by_action = {action: s["Resource"] for s in _statements(transformed, role) for action in _actions(s)}
+    assert by_action["states:StartExecution"] == {"Ref": "RunStateMachine"}
+    executions = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${RunStateMachine.Name}:*"
+    for action in ("states:StopExecution", "states:DescribeExecution"):
+        assert by_action[action] == {"Fn::Sub": executions}
+    for action in ("states:SendTaskSuccess", "states:SendTaskFailure"):
+        assert action in by_action
+    env = transformed["Resources"]["RunsFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["STATE_MACHINE_ARN"] == {"Ref": "RunStateMachine"}
+
+
+def _statements(transformed: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = transformed["Resources"][role]["Properties"].get("Policies", [])
+    return [statement for policy in policies for statement in policy["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+# ------------------------------------------------------------------ the template and the code
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_every_function_exists_with_its_handler() -> None:
+    specs = cfn.functions()
+    assert set(specs) == {
+        "AuthorizerFunction",
+        "AssistantsFunction",
+        "ThreadsFunction",
+        "MessagesFunction",
+        "RunsFunction",
+        "AgentStepFunction",
+        "RunFinalizerFunction",
+    }
+    for name, spec in specs.items():
+        assert spec.code_uri.is_dir(), f"{name}: {spec.code_uri} is missing"
+        if spec.handler.endswith(".sh"):
+            continue  # the Lambda Web Adapter's script: see the next test
+        module, _, attribute = spec.handler.rpartition(".")
+        source = spec.code_uri / f"{module.replace('.', '/')}.py"
+        assert source.is_file(), f"{name}: {source} is missing"
+        assert attribute in _top_level_names(source), f"{name}: {source} defines no {attribute}"
+        assert spec.environment["TABLE_NAME"] == {"Ref": "AssistantsTable"}, name
+
+
+def test_web_adapter_functions_start_uvicorn_on_their_app() -> None:
+    adapted = {name: spec for name, spec in cfn.functions().items() if spec.handler.endswith(".sh")}
+    assert set(adapted) == {"RunsFunction"}
+    for name, spec in adapted.items():
+        script = spec.code_uri / spec.handler
+        assert script.is_file(), f"{name}: {script} is missing"
+        assert os.access(script, os.X_OK), f"{script} is not executable (chmod +x)"
+        text = script.read_text()
+        assert text.startswith("#!/bin/bash\n")
+        exec_line = next(line for line in text.splitlines() if line.startswith("exec "))
+        match = re.search(r"-m uvicorn .*--port \"\$\{?PORT[^ ]*\" (\w+):(\w+)$", exec_line)
+        assert match, exec_line
+        assert "--host 127.0.0.1" in exec_line
+        module, attribute = match.groups()
+        assert attribute in _top_level_names(spec.code_uri / f"{module}.py")
+        assert "/opt/python" in text  # the layers' packages
+        assert spec.environment["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+        assert spec.environment["AWS_LWA_INVOKE_MODE"] == "response_stream"
+        assert spec.environment["PORT"] == "8080"
+
+
+def test_globals(template: dict[str, Any]) -> None:
+    glob = template["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.12" and glob["Architectures"] == ["x86_64"]
+    assert glob["Tracing"] == "Active"
+    assert glob["Layers"] == [{"Ref": "CoreLayer"}]
+    # the state machine references the functions: a global STATE_MACHINE_ARN would be a cycle
+    assert "STATE_MACHINE_ARN" not in glob["Environment"]["Variables"]
+    assert template["Resources"]["RunsFunction"]["Properties"]["Timeout"] == 900
+    assert template["Resources"]["AgentStepFunction"]["Properties"]["Timeout"] == 900
+
+
+def test_the_table(template: dict[str, Any]) -> None:
+    from assistants_core.repository import TTL_ATTRIBUTE
+
+    props = template["Resources"]["AssistantsTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["KeySchema"] == [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ]
+    assert cfn.table_definitions(template)["AssistantsTable"]["AttributeDefinitions"] == [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "S"},
+    ]
+
+
+def test_the_state_machine_definition(template: dict[str, Any]) -> None:
+    props = template["Resources"]["RunStateMachine"]["Properties"]
+    assert props["Type"] == "STANDARD"
+    substitutions = props["DefinitionSubstitutions"]
+    assert set(substitutions) == {"AgentStepFunctionArn", "RunFinalizerFunctionArn", "TableName"}
+    asl = (ROOT / props["DefinitionUri"]).read_text()
+    used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", asl))
+    assert used <= set(substitutions), f"the ASL uses undefined substitutions: {used - set(substitutions)}"
+    arns = {
+        name: f"arn:aws:lambda:{cfn.REGION}:{cfn.ACCOUNT}:function:{name}"
+        for name in ("AgentStepFunction", "RunFinalizerFunction")
+    }
+    definition = json.loads(
+        cfn.state_machine_definition("RunStateMachine", cfn.Resolver({"AssistantsTable": "t"}, arns))
+    )
+    assert definition["StartAt"] in definition["States"]
+    assert "${" not in json.dumps(definition)
+
+
+def test_samconfig() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["version"] == 0.1
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["stack_name"] == "serverless-assistants"
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
+    assert config["default"]["validate"]["parameters"]["lint"] is True
