@@ -441,7 +441,13 @@ class Repository:
                 return
             self.transact(
                 [
-                    {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}}
+                    {
+                        "Put": {
+                            "TableName": self.table.name,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(SK)",
+                        }
+                    }
                     for item in items
                 ]
             )

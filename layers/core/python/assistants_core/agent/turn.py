@@ -311,7 +311,8 @@ class Turn:
         )
 
     def _save(self, sk: str, doc: dict[str, Any]) -> None:
-        self.repo.mutate(self.ref.pk, sk, lambda _current: doc)
+        """Write a message or step this turn opened, unless someone closed it meanwhile (cancel)."""
+        self.repo.mutate(self.ref.pk, sk, lambda current: doc if current.get("status") == "in_progress" else None)
 
     # ------------------------------------------------------------ how the turn ends
 
