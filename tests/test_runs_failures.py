@@ -28,10 +28,9 @@ from tests.harness.fake_llm import (
     tool_calls,
 )
 from tests.harness.openapi_spec import validate_object, validate_stream_event, wire
+from tests.harness.scenario import POLL_SECONDS, TERMINAL, fake_name, wait_for
 from tests.harness.sse import post_sse
 
-POLL = 0.1
-TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -41,25 +40,9 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
-def scripted(model: str) -> str:
-    """The name the fake LLM sees: litellm strips the provider prefix."""
-    return model.split("/", 1)[1]
-
-
-def wait_for(client: OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        if run.status in statuses:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {run.status!r} after {timeout}s (waiting for {statuses})")
-        time.sleep(POLL)
-
-
 def park(client: OpenAI, fake: FakeLLM, model: str, calls: list[tuple[str, str, Any]] | None = None) -> tuple[Any, Any]:
     """A thread whose run waits in requires_action for the given tool calls."""
-    fake.script(scripted(model), [tool_calls(calls or [("call_1", "get_weather", {"city": "Paris"})])])
+    fake.script(fake_name(model), [tool_calls(calls or [("call_1", "get_weather", {"city": "Paris"})])])
     assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
     created = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
@@ -71,7 +54,7 @@ def park(client: OpenAI, fake: FakeLLM, model: str, calls: list[tuple[str, str, 
 def assert_thread_usable(client: OpenAI, fake: FakeLLM, model: str, thread_id: str, assistant_id: str) -> None:
     """The thread lock is gone: a message can be added and a new run completes."""
     client.beta.threads.messages.create(thread_id, role="user", content="Still there?")
-    fake.script(scripted(model), [text("Yes, still here.")])
+    fake.script(fake_name(model), [text("Yes, still here.")])
     created = client.beta.threads.runs.create(thread_id, assistant_id=assistant_id)
     run = wait_for(client, thread_id, created.id, TERMINAL)
     assert run.status == "completed", run.last_error
@@ -104,7 +87,7 @@ def test_active_run_locks_the_thread_until_cancelled(client: OpenAI, fake_llm: F
     client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     assert wait_for(client, thread.id, run.id, TERMINAL).status == "cancelled"
     assert_thread_usable(client, fake_llm, model, thread.id, run.assistant_id)
-    assert len(fake_llm.requests(scripted(model))) == 2
+    assert len(fake_llm.requests(fake_name(model))) == 2
 
 
 # ------------------------------------------------------------------ submit_tool_outputs errors
@@ -117,7 +100,7 @@ def test_bad_tool_outputs_are_400_and_the_run_continues_once(client: OpenAI, fak
         model,
         [("call_a", "get_weather", {"city": "Paris"}), ("call_b", "get_weather", {"city": "Rome"})],
     )
-    fake_llm.script(scripted(model), [text("Paris sunny, Rome rainy.")])
+    fake_llm.script(fake_name(model), [text("Paris sunny, Rome rainy.")])
     submit = client.beta.threads.runs.submit_tool_outputs
 
     # one output missing
@@ -151,7 +134,7 @@ def test_bad_tool_outputs_are_400_and_the_run_continues_once(client: OpenAI, fak
     still = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
     assert still.status == "requires_action"
     assert [c.id for c in still.required_action.submit_tool_outputs.tool_calls] == ["call_a", "call_b"]
-    assert len(fake_llm.requests(scripted(model))) == 1
+    assert len(fake_llm.requests(fake_name(model))) == 1
 
     outputs = [{"tool_call_id": "call_b", "output": "rainy"}, {"tool_call_id": "call_a", "output": "sunny"}]
     accepted = submit(run.id, thread_id=thread.id, tool_outputs=outputs)
@@ -165,7 +148,7 @@ def test_bad_tool_outputs_are_400_and_the_run_continues_once(client: OpenAI, fak
     # a completed run takes no outputs
     bad_request(lambda: submit(run.id, thread_id=thread.id, tool_outputs=outputs))
     time.sleep(0.5)
-    requests = fake_llm.requests(scripted(model))
+    requests = fake_llm.requests(fake_name(model))
     assert len(requests) == 2
     tool_messages = [m for m in requests[1]["messages"] if m["role"] == "tool"]
     assert tool_messages == [
@@ -181,7 +164,7 @@ def test_bad_tool_outputs_are_400_and_the_run_continues_once(client: OpenAI, fak
 
 def test_concurrent_double_submit_resumes_the_run_once(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     thread, run = park(client, fake_llm, model, [("call_c", "get_weather", {"city": "Oslo"})])
-    fake_llm.script(scripted(model), [text("Cold in Oslo.")])
+    fake_llm.script(fake_name(model), [text("Cold in Oslo.")])
     barrier = threading.Barrier(2)
     results: list[Any] = [None, None]
 
@@ -208,7 +191,7 @@ def test_concurrent_double_submit_resumes_the_run_once(client: OpenAI, fake_llm:
     done = wait_for(client, thread.id, run.id, TERMINAL)
     assert done.status == "completed", done.last_error
     time.sleep(1)
-    requests = fake_llm.requests(scripted(model))
+    requests = fake_llm.requests(fake_name(model))
     assert len(requests) == 2  # the model was called exactly once more
     winner = results.index(accepted[0])
     assert requests[1]["messages"][-1] == {"role": "tool", "tool_call_id": "call_c", "content": f"cold {winner}"}
@@ -234,7 +217,7 @@ def test_concurrent_double_submit_resumes_the_run_once(client: OpenAI, fake_llm:
 def test_provider_errors_fail_the_streamed_run(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str, turn: Turn, code: str
 ) -> None:
-    fake_llm.script(scripted(model), [turn])
+    fake_llm.script(fake_name(model), [turn])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
     stream = post_sse(http, f"/v1/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
@@ -252,13 +235,13 @@ def test_provider_errors_fail_the_streamed_run(
     assert run.last_error is not None and run.last_error.code == code and run.last_error.message
     assert run.failed_at is not None and run.completed_at is None and run.expires_at is None
     validate_object("RunObject", wire(run))
-    assert len(fake_llm.requests(scripted(model))) == 1  # no retry behind the run's back
+    assert len(fake_llm.requests(fake_name(model))) == 1  # no retry behind the run's back
     assert client.beta.threads.messages.list(thread.id, run_id=run.id).data == []
     assert_thread_usable(client, fake_llm, model, thread.id, assistant.id)
 
 
 def test_provider_error_fails_a_polled_run(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [rate_limited()])
+    fake_llm.script(fake_name(model), [rate_limited()])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=100)
@@ -270,7 +253,7 @@ def test_provider_error_fails_a_polled_run(client: OpenAI, fake_llm: FakeLLM, mo
 def test_stream_broken_mid_answer_fails_and_keeps_the_partial_message(
     client: OpenAI, fake_llm: FakeLLM, model: str
 ) -> None:
-    fake_llm.script(scripted(model), [break_midstream("The first half of an answer")])
+    fake_llm.script(fake_name(model), [break_midstream("The first half of an answer")])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
     created = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
@@ -304,7 +287,7 @@ def test_agent_step_crash_is_caught_by_the_state_machine(
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "server_error"
     assert run.failed_at is not None and run.started_at is None
-    assert fake_llm.requests(scripted(model)) == []
+    assert fake_llm.requests(fake_name(model)) == []
     validate_object("RunObject", wire(run))
     assert_thread_usable(client, fake_llm, model, thread.id, assistant.id)
 
@@ -333,7 +316,7 @@ def test_cancel_a_run_waiting_for_tool_outputs(client: OpenAI, fake_llm: FakeLLM
     bad_request(lambda: client.beta.threads.runs.cancel(run.id, thread_id=thread.id))
     time.sleep(0.5)
     assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "cancelled"
-    assert len(fake_llm.requests(scripted(model))) == 1
+    assert len(fake_llm.requests(fake_name(model))) == 1
 
 
 def test_cancel_a_completed_run_is_400(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
@@ -351,14 +334,14 @@ def test_cancel_a_completed_run_is_400(client: OpenAI, fake_llm: FakeLLM, model:
 
 def test_cancel_while_the_model_is_streaming(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     answer = " ".join(f"word{i}" for i in range(40))
-    fake_llm.script(scripted(model), [text(answer, tps=5)])
+    fake_llm.script(fake_name(model), [text(answer, tps=5)])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Talk slowly"}])
     created = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
     deadline = time.monotonic() + 15
     while not client.beta.threads.messages.list(thread.id, run_id=created.id).data:
         assert time.monotonic() < deadline, "the model never started answering"
-        time.sleep(POLL)
+        time.sleep(POLL_SECONDS)
     assert client.beta.threads.runs.retrieve(created.id, thread_id=thread.id).status == "in_progress"
 
     cancelling = client.beta.threads.runs.cancel(created.id, thread_id=thread.id)
@@ -372,7 +355,7 @@ def test_cancel_while_the_model_is_streaming(client: OpenAI, fake_llm: FakeLLM, 
         messages = client.beta.threads.messages.list(thread.id, run_id=run.id).data
         if not messages or messages[0].status != "in_progress" or time.monotonic() > deadline:
             break
-        time.sleep(POLL)
+        time.sleep(POLL_SECONDS)
     assert len(messages) <= 1
     if messages:
         (message,) = messages
@@ -456,7 +439,7 @@ def test_client_disconnect_does_not_stop_the_run(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
 ) -> None:
     answer = " ".join(f"token{i}" for i in range(60))
-    fake_llm.script(scripted(model), [text(answer, tps=20)])
+    fake_llm.script(fake_name(model), [text(answer, tps=20)])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Long answer please"}])
     seen: list[str] = []
@@ -480,4 +463,4 @@ def test_client_disconnect_does_not_stop_the_run(
     (message,) = client.beta.threads.messages.list(thread.id, run_id=run_id).data
     assert message.status == "completed"
     assert message.content[0].text.value == answer
-    assert len(fake_llm.requests(scripted(model))) == 1
+    assert len(fake_llm.requests(fake_name(model))) == 1

@@ -15,8 +15,8 @@ from openai import OpenAI
 
 from tests.harness.fake_llm import FakeLLM, _estimate_prompt_tokens, length, rate_limited, text, tool_calls
 from tests.harness.openapi_spec import validate_object, wire
+from tests.harness.scenario import TERMINAL, fake_name, wait_for
 
-POLL = 0.1
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -29,25 +29,6 @@ TIME_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
 }
-
-
-def scripted(model: str) -> str:
-    """The name the fake LLM sees: litellm strips the provider prefix."""
-    return model.split("/", 1)[1]
-
-
-def wait_for(client: OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        if run.status in statuses:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {run.status!r} after {timeout}s (waiting for {statuses})")
-        time.sleep(POLL)
-
-
-TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
 
 
 def run_to_end(client: OpenAI, thread_id: str, assistant_id: str, **kwargs: Any) -> Any:
@@ -68,7 +49,7 @@ def system_contents(body: dict[str, Any]) -> list[str]:
 
 
 def test_run_instructions_replace_the_assistants(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [text("Bonjour.")])
+    fake_llm.script(fake_name(model), [text("Bonjour.")])
     assistant = client.beta.assistants.create(model=model, instructions="You are the ASSISTANT-LEVEL persona.")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Say hello"}])
     run = run_to_end(
@@ -80,7 +61,7 @@ def test_run_instructions_replace_the_assistants(client: OpenAI, fake_llm: FakeL
     )
     assert run.status == "completed", run.last_error
     assert run.instructions.startswith("You are the RUN-LEVEL persona.")
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert body["messages"][0]["role"] == "system"
     (system,) = system_contents(body)
     assert "ASSISTANT-LEVEL" not in system
@@ -94,14 +75,14 @@ def test_additional_instructions_are_appended_to_the_assistants(client: OpenAI, 
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
     run = run_to_end(client, thread.id, assistant.id, additional_instructions="Be brief.")
     assert run.status == "completed", run.last_error
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     (system,) = system_contents(body)
     assert system.startswith("Base persona.") and system.endswith("Be brief.")
     assert system.index("Base persona.") < system.index("Be brief.")
 
 
 def test_additional_messages_are_added_to_the_thread_and_sent(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [text("Noted.")])
+    fake_llm.script(fake_name(model), [text("Noted.")])
     assistant = client.beta.assistants.create(model=model, instructions="Be helpful.")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "first"}])
     run = run_to_end(
@@ -125,7 +106,7 @@ def test_additional_messages_are_added_to_the_thread_and_sent(client: OpenAI, fa
     ]
     assert messages[1].metadata == {"k": "v"}
     assert messages[-1].run_id == run.id and messages[1].run_id is None
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert system_contents(body) == ["Be helpful."]
     assert user_turns(body) == [("user", "first"), ("user", "second"), ("assistant", "third"), ("user", "fourth")]
 
@@ -142,7 +123,7 @@ def test_sampling_settings_reach_the_model(client: OpenAI, fake_llm: FakeLLM, mo
     assert run.status == "completed", run.last_error
     assert (run.temperature, run.top_p) == (0.25, 0.5)
     assert run.response_format.type == "json_object"
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert body["temperature"] == 0.25
     assert body["top_p"] == 0.5
     assert body["response_format"] == {"type": "json_object"}
@@ -155,7 +136,7 @@ def test_json_schema_response_format_reaches_the_model(client: OpenAI, fake_llm:
         "required": ["city", "celsius"],
         "additionalProperties": False,
     }
-    fake_llm.script(scripted(model), [text('{"city": "Paris", "celsius": 21}')])
+    fake_llm.script(fake_name(model), [text('{"city": "Paris", "celsius": 21}')])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
     run = run_to_end(
@@ -165,7 +146,7 @@ def test_json_schema_response_format_reaches_the_model(client: OpenAI, fake_llm:
         response_format={"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}},
     )
     assert run.status == "completed", run.last_error
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     sent = body["response_format"]
     assert sent["type"] == "json_schema"
     assert sent["json_schema"]["name"] == "weather"
@@ -179,7 +160,7 @@ def test_assistant_temperature_is_used_when_the_run_sets_none(client: OpenAI, fa
     run = run_to_end(client, thread.id, assistant.id)
     assert run.status == "completed", run.last_error
     assert run.temperature == 0.3 and run.top_p == 0.7
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert body["temperature"] == 0.3
     assert body["top_p"] == 0.7
 
@@ -192,7 +173,7 @@ def test_tool_choice_required_and_parallel_tool_calls_reach_the_model(
     run = run_to_end(client, thread.id, assistant.id, tool_choice="required", parallel_tool_calls=False)
     assert run.status == "completed", run.last_error
     assert run.tool_choice == "required" and run.parallel_tool_calls is False
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert body["tool_choice"] == "required"
     assert body["parallel_tool_calls"] is False
     assert [t["function"]["name"] for t in body["tools"]] == ["get_weather", "get_time"]
@@ -200,7 +181,7 @@ def test_tool_choice_required_and_parallel_tool_calls_reach_the_model(
 
 
 def test_named_tool_choice_reaches_the_model(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [tool_calls([("call_named", "get_time", "{}")])])
+    fake_llm.script(fake_name(model), [tool_calls([("call_named", "get_time", "{}")])])
     assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL, TIME_TOOL])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Time?"}])
     created = client.beta.threads.runs.create(
@@ -209,7 +190,7 @@ def test_named_tool_choice_reaches_the_model(client: OpenAI, fake_llm: FakeLLM, 
     run = wait_for(client, thread.id, created.id, {"requires_action"} | TERMINAL)
     assert run.status == "requires_action"
     assert run.tool_choice.type == "function" and run.tool_choice.function.name == "get_time"
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_time"}}
     # parallel_tool_calls defaults to true
     assert body.get("parallel_tool_calls", True) is True
@@ -220,11 +201,11 @@ def test_named_tool_choice_reaches_the_model(client: OpenAI, fake_llm: FakeLLM, 
 
 
 def test_max_completion_tokens_and_a_length_finish(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [length("This answer stops in the middle of")])
+    fake_llm.script(fake_name(model), [length("This answer stops in the middle of")])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Tell me a long story"}])
     run = run_to_end(client, thread.id, assistant.id, max_completion_tokens=300)
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     # litellm sends a chat model's limit as max_tokens (max_completion_tokens only for o-series)
     assert body["max_tokens"] == 300
     assert "max_completion_tokens" not in body
@@ -257,7 +238,7 @@ def test_truncation_last_messages_sends_only_the_newest(client: OpenAI, fake_llm
     run = run_to_end(client, thread.id, assistant.id, truncation_strategy={"type": "last_messages", "last_messages": 2})
     assert run.status == "completed", run.last_error
     assert run.truncation_strategy.type == "last_messages" and run.truncation_strategy.last_messages == 2
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert body["messages"] == [
         {"role": "system", "content": "Sys."},
         {"role": "assistant", "content": "four"},
@@ -273,7 +254,7 @@ def test_max_prompt_tokens_drops_the_oldest_messages(client: OpenAI, fake_llm: F
     run = run_to_end(client, thread.id, assistant.id, max_prompt_tokens=256)
     assert run.status == "completed", run.last_error
     assert run.max_prompt_tokens == 256
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     assert system_contents(body) == ["Sys."]
     sent = [content for _, content in user_turns(body)]
     assert len(sent) == 4, len(sent)  # system ~8 + 4 x ~53 tokens fit in 256; a fifth would not
@@ -287,7 +268,7 @@ def test_max_prompt_tokens_too_small_for_the_only_message(client: OpenAI, fake_l
     assert run.status == "incomplete"
     assert run.incomplete_details is not None and run.incomplete_details.reason == "max_prompt_tokens"
     assert run.completed_at is not None
-    assert fake_llm.requests(scripted(model)) == []
+    assert fake_llm.requests(fake_name(model)) == []
     assert client.beta.threads.messages.list(thread.id, run_id=run.id).data == []
     # the thread is free again
     client.beta.threads.messages.create(thread.id, role="user", content="shorter")
@@ -297,12 +278,12 @@ def test_max_prompt_tokens_too_small_for_the_only_message(client: OpenAI, fake_l
 
 
 def test_usage_on_a_completed_run_and_its_step(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [text("one two three four five")])
+    fake_llm.script(fake_name(model), [text("one two three four five")])
     assistant = client.beta.assistants.create(model=model, instructions="Count.")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Count to five"}])
     run = run_to_end(client, thread.id, assistant.id)
     assert run.status == "completed", run.last_error
-    (body,) = fake_llm.requests(scripted(model))
+    (body,) = fake_llm.requests(fake_name(model))
     usage = run.usage
     assert usage is not None
     assert usage.prompt_tokens == _estimate_prompt_tokens(body)  # as the provider reported it
@@ -320,7 +301,7 @@ def test_usage_on_a_completed_run_and_its_step(client: OpenAI, fake_llm: FakeLLM
 
 def test_usage_of_a_tool_calling_run_is_the_sum_of_its_steps(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     fake_llm.script(
-        scripted(model),
+        fake_name(model),
         [tool_calls([("call_w", "get_weather", {"city": "Paris"})]), text("It is sunny in Paris today.")],
     )
     assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
@@ -337,7 +318,7 @@ def test_usage_of_a_tool_calling_run_is_the_sum_of_its_steps(client: OpenAI, fak
     assert run.status == "completed", run.last_error
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
     assert [s.type for s in steps] == ["tool_calls", "message_creation"]
-    first, second = fake_llm.requests(scripted(model))
+    first, second = fake_llm.requests(fake_name(model))
     assert steps[0].usage.prompt_tokens == _estimate_prompt_tokens(first)
     assert steps[1].usage.prompt_tokens == _estimate_prompt_tokens(second)
     assert steps[1].usage.completion_tokens == 6
@@ -368,7 +349,7 @@ def test_poll_after_header_on_create_and_retrieve(client: OpenAI, model: str) ->
 
 def test_poll_helpers(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     fake_llm.script(
-        scripted(model),
+        fake_name(model),
         [tool_calls([("call_a", "get_weather", {"city": "Oslo"})]), text("Snow in Oslo.")],
     )
     assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
@@ -392,20 +373,20 @@ def test_poll_helpers(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     )
     assert run.status == "completed", run.last_error
     assert run.required_action is None
-    second = fake_llm.requests(scripted(model))[1]
+    second = fake_llm.requests(fake_name(model))[1]
     assert second["messages"][-2]["tool_calls"][0]["id"] == "call_a"
     assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_a", "content": "-3C, snow"}
     (message,) = client.beta.threads.messages.list(thread.id, run_id=run.id).data
     assert message.content[0].text.value == "Snow in Oslo."
 
     # create_and_poll straight to completed
-    fake_llm.script(scripted(model), [text("Done.")])
+    fake_llm.script(fake_name(model), [text("Done.")])
     client.beta.threads.messages.create(thread.id, role="user", content="Thanks")
     again = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, tools=[], poll_interval_ms=100
     )
     assert again.status == "completed", again.last_error
-    assert "tools" not in fake_llm.requests(scripted(model))[2]
+    assert "tools" not in fake_llm.requests(fake_name(model))[2]
 
 
 def test_list_retrieve_update_runs(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
@@ -451,7 +432,7 @@ def test_list_retrieve_update_runs(client: OpenAI, fake_llm: FakeLLM, model: str
 
 def test_steps_list_and_retrieve(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     fake_llm.script(
-        scripted(model),
+        fake_name(model),
         [
             tool_calls([("call_1", "get_weather", {"city": "Rome"}), ("call_2", "get_time", {})]),
             text("Warm in Rome, noon."),
@@ -502,7 +483,7 @@ def test_steps_list_and_retrieve(client: OpenAI, fake_llm: FakeLLM, model: str) 
 
 
 def test_messages_list_filtered_by_run(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    fake_llm.script(scripted(model), [text("First answer."), text("Second answer.")])
+    fake_llm.script(fake_name(model), [text("First answer."), text("Second answer.")])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Q1"}])
     first = client.beta.threads.runs.create_and_poll(
@@ -521,7 +502,7 @@ def test_messages_list_filtered_by_run(client: OpenAI, fake_llm: FakeLLM, model:
     assert only_second.content[0].text.value == "Second answer."
     assert len(client.beta.threads.messages.list(thread.id).data) == 4
     # the second run saw the whole thread, including the first run's answer
-    assert user_turns(fake_llm.requests(scripted(model))[1]) == [
+    assert user_turns(fake_llm.requests(fake_name(model))[1]) == [
         ("user", "Q1"),
         ("assistant", "First answer."),
         ("user", "Q2"),
@@ -532,7 +513,7 @@ def test_messages_list_filtered_by_run(client: OpenAI, fake_llm: FakeLLM, model:
 
 
 def test_every_status_carries_its_timestamps(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    name = scripted(model)
+    name = fake_name(model)
     assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
 
     fake_llm.script(name, [text("fine")])

@@ -16,6 +16,7 @@ from openai.types.beta.threads.runs import RunStep, ToolCall
 
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.openapi_spec import validate_stream_event
+from tests.harness.scenario import script, sent
 from tests.harness.sse import SSEStream, post_sse
 
 WEATHER_TOOL = {
@@ -26,14 +27,6 @@ WEATHER_TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-def scripted(fake: FakeLLM, model: str, *turns: Any) -> None:
-    fake.script(model.split("/", 1)[1], list(turns))
-
-
-def sent(fake: FakeLLM, model: str) -> list[dict[str, Any]]:
-    return fake.requests(model.split("/", 1)[1])
 
 
 def assert_valid_stream(stream: SSEStream) -> None:
@@ -47,7 +40,7 @@ def test_text_run_streams_openai_events_in_order(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
 ) -> None:
     answer = "The quick brown fox jumps over the lazy dog."
-    scripted(fake_llm, model, text(answer))
+    script(fake_llm, model, text(answer))
     assistant = client.beta.assistants.create(model=model, instructions="Be brief.")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Tell me something"}])
 
@@ -88,7 +81,7 @@ def test_text_run_streams_openai_events_in_order(
 
 
 def test_sdk_stream_helpers(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    scripted(fake_llm, model, text("Hello from the stream helper"), text("Second answer"))
+    script(fake_llm, model, text("Hello from the stream helper"), text("Second answer"))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
 
@@ -110,7 +103,7 @@ def test_sdk_stream_helpers(client: OpenAI, fake_llm: FakeLLM, model: str) -> No
 def test_create_and_run_stream_starts_with_thread_created(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
 ) -> None:
-    scripted(fake_llm, model, text("A new thread"), text("Another"))
+    script(fake_llm, model, text("A new thread"), text("Another"))
     assistant = client.beta.assistants.create(model=model)
     stream = post_sse(
         http,
@@ -134,7 +127,7 @@ def test_create_and_run_stream_starts_with_thread_created(
 def test_parallel_tool_calls_stream_as_step_deltas(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
 ) -> None:
-    scripted(
+    script(
         fake_llm,
         model,
         tool_calls([("call_paris", "get_weather", {"city": "Paris"}), ("call_rome", "get_weather", {"city": "Rome"})]),
@@ -227,7 +220,7 @@ class WeatherHandler(AssistantEventHandler):
 def test_event_handler_submits_tool_outputs_from_on_tool_call_done(
     client: OpenAI, fake_llm: FakeLLM, model: str
 ) -> None:
-    scripted(
+    script(
         fake_llm,
         model,
         tool_calls([("call_a", "get_weather", {"city": "Oslo"})]),
@@ -258,7 +251,7 @@ def test_event_handler_submits_tool_outputs_from_on_tool_call_done(
 
 def test_deltas_are_batched_after_the_first(client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str) -> None:
     words = " ".join(f"w{i}" for i in range(120))
-    scripted(fake_llm, model, text(words, tps=300))  # ~0.4 s of tokens
+    script(fake_llm, model, text(words, tps=300))  # ~0.4 s of tokens
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
     stream = post_sse(http, f"/v1/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
@@ -272,7 +265,7 @@ def test_deltas_are_batched_after_the_first(client: OpenAI, http: httpx.Client, 
 def test_keep_alive_comments_while_the_model_thinks(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
 ) -> None:
-    scripted(fake_llm, model, text("Finally.", delay=2.5))
+    script(fake_llm, model, text("Finally.", delay=2.5))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "take your time"}])
     stream = post_sse(http, f"/v1/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
@@ -282,7 +275,7 @@ def test_keep_alive_comments_while_the_model_thinks(
 
 
 def test_non_streaming_create_then_poll(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    scripted(fake_llm, model, text("Polled answer"))
+    script(fake_llm, model, text("Polled answer"))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     raw = client.beta.threads.runs.with_raw_response.create(thread_id=thread.id, assistant_id=assistant.id)
@@ -295,7 +288,7 @@ def test_non_streaming_create_then_poll(client: OpenAI, fake_llm: FakeLLM, model
 
 
 async def test_async_streaming_with_tools(async_client: AsyncOpenAI, fake_llm: FakeLLM, model: str) -> None:
-    scripted(fake_llm, model, tool_calls([("call_x", "get_weather", {"city": "Lima"})]), text("Lima: 18C"))
+    script(fake_llm, model, tool_calls([("call_x", "get_weather", {"city": "Lima"})]), text("Lima: 18C"))
     assistant = await async_client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
     thread = await async_client.beta.threads.create(messages=[{"role": "user", "content": "Lima?"}])
     async with async_client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:

@@ -17,32 +17,28 @@ Instructions = Annotated[str, Field(max_length=256_000)]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
-class AssistantCreateParams(RequestModel):
+class _AssistantSettings(RequestModel):
+    """Fields that create and update share; update makes every one optional."""
+
+    name: Name | None = None
+    description: Description | None = None
+    instructions: Instructions | None = None
+    tool_resources: ToolResources | None = None
+    metadata: Metadata = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
+
+
+class AssistantCreateParams(_AssistantSettings):
     model: Annotated[str, Field(min_length=1)]
-    name: Name | None = None
-    description: Description | None = None
-    instructions: Instructions | None = None
     tools: Tools = []
-    tool_resources: ToolResources | None = None
-    metadata: Metadata = None
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    response_format: ResponseFormat | None = None
-    reasoning_effort: ReasoningEffort | None = None
 
 
-class AssistantUpdateParams(RequestModel):
+class AssistantUpdateParams(_AssistantSettings):
     model: Annotated[str, Field(min_length=1)] | None = None
-    name: Name | None = None
-    description: Description | None = None
-    instructions: Instructions | None = None
     tools: Tools | None = None
-    tool_resources: ToolResources | None = None
-    metadata: Metadata = None
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    response_format: ResponseFormat | None = None
-    reasoning_effort: ReasoningEffort | None = None
 
 
 class Assistant(ObjectModel):
