@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 
 from assistants_core.agent import conversation, model
 from assistants_core.agent.turn import run_agent_step
@@ -20,7 +21,11 @@ conversation.warm_up()
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
     logger.append_keys(run_id=event["run_id"], thread_id=event["thread_id"])
-    return run_agent_step(default_repository(), event["tenant"], event["thread_id"], event["run_id"])
+    outcome = run_agent_step(default_repository(), event["tenant"], event["thread_id"], event["run_id"])
+    # How turns end (completed, requires_action, failed, ...): the service's health at a glance.
+    metrics.add_dimension(name="outcome", value=outcome["status"])
+    metrics.add_metric(name="AgentTurns", unit=MetricUnit.Count, value=1)
+    return outcome
