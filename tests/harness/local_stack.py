@@ -127,6 +127,7 @@ class EmulatedAWS:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         from .moto_server import SerializedMotoServer  # imports moto: after MOTO_PORT is set
 
+        _cache_asl_parsing()
         self._server = SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         import urllib.request
@@ -210,6 +211,21 @@ class EmulatedAWS:
             return json.dumps(result).encode()
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
+
+
+def _cache_asl_parsing() -> None:
+    """Parse each state machine definition once, not once per execution.
+
+    moto parses ASL with a pure-Python ANTLR parser (about 25 ms of CPU per execution for
+    run.asl.json, holding the GIL the whole stack shares). The parsed program keeps no
+    execution state (that lives in the interpreter's Environment), so one parse serves all.
+    """
+    import functools
+
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    if not hasattr(AmazonStateLanguageParser.parse, "cache_info"):
+        AmazonStateLanguageParser.parse = staticmethod(functools.lru_cache(maxsize=32)(AmazonStateLanguageParser.parse))  # type: ignore[method-assign]
 
 
 def _shorten_waits(definition: str) -> str:

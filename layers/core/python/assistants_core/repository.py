@@ -48,6 +48,10 @@ class ConcurrentModification(Exception):
     """A conditional write lost a race; the caller re-reads and retries or reports a conflict."""
 
 
+class EventSequenceTaken(ConcurrentModification):
+    """Another writer appended a run event at the same sequence number first."""
+
+
 class TransactionConflict(Exception):
     """A transaction's condition failed; ``reasons`` lists each item's cancellation code."""
 
@@ -237,6 +241,17 @@ class Repository:
             raise
         return True
 
+    def partition(self, pk: str) -> builtins.list[Doc]:
+        """Every object under a partition key, in sort-key order (a thread and all it holds)."""
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("PK").eq(pk), "ConsistentRead": True}
+        docs: builtins.list[Doc] = []
+        while True:
+            response = self.table.query(**kwargs)
+            docs.extend(json.loads(item["doc"]) for item in response["Items"] if "doc" in item)
+            if "LastEvaluatedKey" not in response:
+                return docs
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def delete_partition(self, pk: str) -> None:
         """Delete every item under a partition key (a thread and all it holds)."""
         kwargs: dict[str, Any] = {
@@ -418,45 +433,51 @@ class Repository:
 
     # ------------------------------------------------------------ run event log
 
-    def append_events(self, pk: str, first_seq: int, events: builtins.list[tuple[str, Doc]], *, ttl: int) -> None:
+    def op_put_event(self, pk: str, seq: int, name: str, data: Doc, *, ttl: int) -> dict[str, Any]:
+        """The Put of one run event at sequence number ``seq`` (fails if the number is taken)."""
+        item = {
+            "PK": pk,
+            "SK": event_sk(seq),
+            "event": name,
+            "data": json.dumps(data, separators=(",", ":")),
+            TTL_ATTRIBUTE: ttl,
+        }
+        return {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}}
+
+    def append_events(
+        self,
+        pk: str,
+        first_seq: int,
+        events: builtins.list[tuple[str, Doc]],
+        *,
+        ttl: int,
+        with_ops: builtins.list[dict[str, Any]] | None = None,
+    ) -> None:
         """Append events at ``first_seq``, ``first_seq + 1``...; all or nothing.
 
-        Raises ConcurrentModification if another writer already took one of the numbers.
+        ``with_ops`` (from the ``op_*`` builders) are written in the same transaction, so a
+        change and the event that announces it happen together or not at all.
+        Raises EventSequenceTaken if another writer already took one of the numbers, and
+        ConcurrentModification if one of ``with_ops``' own conditions failed.
         """
-        if len(events) > 100:  # one transaction at most: all or nothing
-            raise ValueError(f"append at most 100 events at once, not {len(events)}")
-        items = [
-            {
-                "PK": pk,
-                "SK": event_sk(first_seq + i),
-                "event": name,
-                "data": json.dumps(data, separators=(",", ":")),
-                TTL_ATTRIBUTE: ttl,
-            }
-            for i, (name, data) in enumerate(events)
-        ]
+        own = list(with_ops or [])
+        operations = own + [self.op_put_event(pk, first_seq + i, n, d, ttl=ttl) for i, (n, d) in enumerate(events)]
+        if len(operations) > 100:  # one transaction at most: all or nothing
+            raise ValueError(f"write at most 100 items at once, not {len(operations)}")
+        if len(operations) == 1 and not own:
+            try:
+                self.table.put_item(**{k: v for k, v in operations[0]["Put"].items() if k != "TableName"})
+            except ClientError as error:
+                if _is_conditional_failure(error):
+                    raise EventSequenceTaken(pk) from error
+                raise
+            return
         try:
-            if len(items) == 1:
-                self.table.put_item(Item=items[0], ConditionExpression=Attr("SK").not_exists())
-                return
-            self.transact(
-                [
-                    {
-                        "Put": {
-                            "TableName": self.table.name,
-                            "Item": item,
-                            "ConditionExpression": "attribute_not_exists(SK)",
-                        }
-                    }
-                    for item in items
-                ]
-            )
+            self.transact(operations)
         except TransactionConflict as conflict:
-            raise ConcurrentModification(pk) from conflict
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise ConcurrentModification(pk) from error
-            raise
+            if any(reason not in ("None", "") for reason in conflict.reasons[: len(own)]):
+                raise ConcurrentModification(f"{pk}: {conflict.reasons}") from conflict
+            raise EventSequenceTaken(pk) from conflict
 
     def read_events(self, pk: str, after_seq: int, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
         """Events after ``after_seq``, oldest first, as (seq, name, JSON data); strongly consistent."""

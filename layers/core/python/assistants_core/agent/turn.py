@@ -52,7 +52,15 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
     if outputs:
         _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
         events.emit(ev.run_event("queued"), run)
-    started = transition(repo, ref, "in_progress", allowed_from={"queued"}, events=events, remove=["tool_outputs"])
+    started = transition(
+        repo,
+        ref,
+        "in_progress",
+        allowed_from={"queued"},
+        events=events,
+        remove=["tool_outputs"],
+        stored=stored,  # applying tool outputs changes a step, not the run item
+    )
     if started is None:
         current = load_run(repo, ref)
         return current.status if current else "missing"
@@ -141,13 +149,12 @@ class Turn:
 
     def _request(self, used: Usage) -> tuple[ModelRequest | None, int]:
         run = self.run
-        messages = [
-            Message.model_validate(doc)
-            for doc in self.repo.list(self.ref.pk, MESSAGE_PREFIX, limit=10_000, order="asc").items
-        ]
+        thread_items = self.repo.partition(self.ref.pk)  # messages and steps in one read
+        messages = [Message.model_validate(d) for d in thread_items if d.get("object") == "thread.message"]
         steps = [
-            RunStep.model_validate(doc)
-            for doc in self.repo.list(self.ref.pk, f"STEP#{run.id}#", limit=1000, order="asc").items
+            RunStep.model_validate(d)
+            for d in thread_items
+            if d.get("object") == "thread.run.step" and d.get("run_id") == run.id
         ]
         system = [{"role": "system", "content": run.instructions}] if run.instructions else []
         budget = None
@@ -191,29 +198,21 @@ class Turn:
     def _on_text(self, text: str) -> None:
         if self.tool_step is not None:
             return  # text after tool calls has nowhere to go in the Assistants model
-        if self.message is None:
-            self._open_message()
-        assert self.message is not None
         self.text.append(text)
-        delta = {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}
+        part = {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}
+        if self.message is None:
+            self._open_message(first_text=part)
+            return
         self.events.delta(
-            ev.MESSAGE_DELTA, {"id": self.message.id, "object": "thread.message.delta", "delta": {"content": [delta]}}
+            ev.MESSAGE_DELTA, {"id": self.message.id, "object": "thread.message.delta", "delta": {"content": [part]}}
         )
 
     def _on_tool_call(self, chunk: ToolCallDelta) -> None:
         if self.message is not None and self.message.status == "in_progress":
             self._close_message(incomplete=False, usage=None)
+        opening = self.tool_step is None
         if self.tool_step is None:
             self.tool_step = self._new_step("tool_calls", {"type": "tool_calls", "tool_calls": []})
-            self.repo.create(
-                self.ref.pk, step_sk(self.run.id, self.tool_step.id), self.tool_step.model_dump(mode="json")
-            )
-            self.events.emit_many(
-                [
-                    (ev.STEP_CREATED, self.tool_step.model_dump(mode="json")),
-                    (ev.STEP_IN_PROGRESS, self.tool_step.model_dump(mode="json")),
-                ]
-            )
         fragment: dict[str, Any]
         if chunk.index not in self.calls:
             call_id = chunk.id or new_id("call")
@@ -232,16 +231,23 @@ class Turn:
             if not chunk.arguments:
                 return
             fragment = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
-        self.events.delta(
-            ev.STEP_DELTA,
-            {
-                "id": self.tool_step.id,
-                "object": "thread.run.step.delta",
-                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}},
-            },
+        delta = {
+            "id": self.tool_step.id,
+            "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}},
+        }
+        if not opening:
+            self.events.delta(ev.STEP_DELTA, delta)
+            return
+        step_doc = self.tool_step.model_dump(mode="json")
+        self.events.emit_many(
+            [(ev.STEP_CREATED, step_doc), (ev.STEP_IN_PROGRESS, step_doc), (ev.STEP_DELTA, delta)],
+            with_ops=[self.repo.op_put(self.ref.pk, step_sk(self.run.id, self.tool_step.id), step_doc)],
         )
 
-    def _open_message(self) -> None:
+    def _open_message(self, first_text: dict[str, Any]) -> None:
+        """Create the message and its step; their four events and the first delta go in the
+        same transaction, because the first token is what the user is waiting for."""
         created_at = now()
         message = Message(
             id=new_id("msg"),
@@ -257,21 +263,22 @@ class Turn:
         step = self._new_step(
             "message_creation", {"type": "message_creation", "message_creation": {"message_id": message.id}}
         )
-        self.repo.transact(
-            [
-                self.repo.op_put(self.ref.pk, step_sk(self.run.id, step.id), step.model_dump(mode="json")),
-                self.repo.op_put(self.ref.pk, MESSAGE_PREFIX + message.id, message.model_dump(mode="json")),
-            ]
-        )
-        self.message, self.message_step = message, step
+        step_doc, message_doc = step.model_dump(mode="json"), message.model_dump(mode="json")
+        first_delta = {"id": message.id, "object": "thread.message.delta", "delta": {"content": [first_text]}}
         self.events.emit_many(
             [
-                (ev.STEP_CREATED, step.model_dump(mode="json")),
-                (ev.STEP_IN_PROGRESS, step.model_dump(mode="json")),
-                (ev.MESSAGE_CREATED, message.model_dump(mode="json")),
-                (ev.MESSAGE_IN_PROGRESS, message.model_dump(mode="json")),
-            ]
+                (ev.STEP_CREATED, step_doc),
+                (ev.STEP_IN_PROGRESS, step_doc),
+                (ev.MESSAGE_CREATED, message_doc),
+                (ev.MESSAGE_IN_PROGRESS, message_doc),
+                (ev.MESSAGE_DELTA, first_delta),
+            ],
+            with_ops=[
+                self.repo.op_put(self.ref.pk, step_sk(self.run.id, step.id), step_doc),
+                self.repo.op_put(self.ref.pk, MESSAGE_PREFIX + message.id, message_doc),
+            ],
         )
+        self.message, self.message_step = message, step
 
     def _new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
         return RunStep(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..ids import now
-from ..repository import THREAD_SK, ConcurrentModification, Repository, thread_pk
+from ..repository import THREAD_SK, ConcurrentModification, Repository, StoredDoc, thread_pk
 from ..types import Run, RunStep
 from ..types.events import run_event
 from ..types.run import TERMINAL_STATUSES, LastError
@@ -54,31 +54,38 @@ def transition(
     events: RunEventWriter | None,
     change: Callable[[Run], None] | None = None,
     remove: Iterable[str] = (),
+    stored: StoredDoc | None = None,
 ) -> Run | None:
     """Move a run to ``status`` if it is in one of ``allowed_from``; None if it is not.
 
+    The new run and its ``thread.run.<status>`` event are written in one transaction.
+    ``stored`` is the run as the caller just read it (saves a read; re-read on a lost race).
     Reaching a terminal status releases the thread's run lock.
     """
     allowed = set(allowed_from)
     for _ in range(10):
-        stored = repo.get(ref.pk, ref.sk)
-        if stored is None:
+        current = stored if stored is not None else repo.get(ref.pk, ref.sk)
+        stored = None
+        if current is None:
             return None
-        run = Run.model_validate(stored.doc)
+        run = Run.model_validate(current.doc)
         if run.status not in allowed:
             return None
         run.status = status  # type: ignore[assignment]
         _stamp(run)
         if change:
             change(run)
+        doc = run.model_dump(mode="json")
         try:
-            repo.save(ref.pk, ref.sk, run.model_dump(mode="json"), expected_version=stored.version, remove=remove)
+            if events is None:
+                repo.save(ref.pk, ref.sk, doc, expected_version=current.version, remove=remove)
+            else:
+                save = repo.op_save(ref.pk, ref.sk, doc, expected_version=current.version, remove=remove)
+                events.emit_many([(run_event(status), doc)], with_ops=[save])
         except ConcurrentModification:
             continue
         if run.is_terminal:
             release_thread(repo, ref)
-        if events is not None:
-            events.emit(run_event(status), run)
         return run
     raise ConcurrentModification(f"run {ref.run_id}: too many concurrent changes")
 

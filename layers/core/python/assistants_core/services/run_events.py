@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from ..config import settings
 from ..ids import now
-from ..repository import ConcurrentModification, Repository, run_log_pk
+from ..repository import ConcurrentModification, EventSequenceTaken, Repository, run_log_pk
 from ..types.events import DELTA_EVENTS, DONE, MESSAGE_DELTA, STEP_DELTA, STREAM_END_EVENTS
 
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
@@ -59,11 +59,23 @@ class RunEventWriter:
         """Append one event now, after any deltas still waiting."""
         self.emit_many([(name, _as_data(data))])
 
-    def emit_many(self, events: list[Event]) -> None:
+    def emit_many(self, events: list[Event], *, with_ops: list[dict[str, Any]] | None = None) -> None:
+        """Append events (after any waiting deltas) in one write, together with ``with_ops``.
+
+        Raises ConcurrentModification when one of ``with_ops``' conditions fails; the waiting
+        deltas are kept for the next write.
+        """
         with self._lock:
-            batch, self._pending = self._pending + events, []
+            pending, self._pending = self._pending, []
             self._cancel_timer()
-            self._append(batch)
+            try:
+                self._append(pending + events, with_ops)
+            except BaseException:
+                self._pending = pending + self._pending
+                raise
+            for name, data in events:
+                if name in DELTA_EVENTS:
+                    self._delta_started.add(f"{name}:{data['id']}")
 
     def delta(self, name: str, data: dict[str, Any]) -> None:
         """Queue a delta; written at once if it is the first of its object, else batched."""
@@ -99,15 +111,15 @@ class RunEventWriter:
             self._timer.cancel()
             self._timer = None
 
-    def _append(self, events: list[Event]) -> None:
+    def _append(self, events: list[Event], with_ops: list[dict[str, Any]] | None = None) -> None:
         if not events:
             return
         ttl = now() + EVENT_RETENTION_SECONDS
         for _ in range(10):
             first = self.last_seq + 1
             try:
-                self.repo.append_events(self.pk, first, events, ttl=ttl)
-            except ConcurrentModification:
+                self.repo.append_events(self.pk, first, events, ttl=ttl, with_ops=with_ops)
+            except EventSequenceTaken:
                 self._next_seq = None  # another writer (cancel) took the number: re-read the end
                 continue
             self._next_seq = first + len(events)

@@ -16,7 +16,7 @@ from ..config import settings
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..ids import new_id, now
 from ..orchestrator import RunOrchestrator
-from ..repository import THREAD_SK, ConcurrentModification, Repository, TransactionConflict, thread_pk
+from ..repository import THREAD_SK, ConcurrentModification, Repository, thread_pk
 from ..types import (
     Assistant,
     ListPage,
@@ -88,17 +88,24 @@ def create_run(
 ) -> Run:
     """Lock the thread for a new run, log its first events and start its state machine.
 
-    The lock, the run and any ``additional_messages`` are written in one transaction, so a
-    second run or a new message cannot slip in while this one is active.
+    The lock, the run, any ``additional_messages`` and the run's first events are written in
+    one transaction, so a second run or a new message cannot slip in while this one is active,
+    and a stream sees the run from its first event.
     """
     assistant = get_assistant(repo, tenant, params.assistant_id)
     run = _new_run(thread_id, assistant, params)
     ref = RunRef(tenant, thread_id, run.id)
     extra = [build_message(thread_id, m) for m in params.additional_messages or []]
     pk = thread_pk(tenant, thread_id)
+    first: list[tuple[str, dict[str, Any]]] = []
+    if created_thread is not None:
+        first.append((THREAD_CREATED, created_thread.model_dump(mode="json")))
+    first += [(run_event("created"), run.model_dump(mode="json")), (run_event("queued"), run.model_dump(mode="json"))]
+    events = RunEventWriter(repo, tenant, run.id, next_seq=1)
     try:
-        repo.transact(
-            [
+        events.emit_many(
+            first,
+            with_ops=[
                 repo.op_update(
                     pk,
                     THREAD_SK,
@@ -108,22 +115,16 @@ def create_run(
                 ),
                 repo.op_put(pk, ref.sk, run.model_dump(mode="json")),
                 *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
-            ]
+            ],
         )
-    except TransactionConflict as conflict:
-        if conflict.reasons and conflict.reasons[0] == "ConditionalCheckFailed":
-            stored = repo.get(pk, THREAD_SK)
-            if stored is None:
-                raise NotFoundError.for_object("thread", thread_id, param="thread_id") from None
-            active = stored.attributes.get("active_run_id")
+    except ConcurrentModification:
+        stored = repo.get(pk, THREAD_SK)
+        if stored is None:
+            raise NotFoundError.for_object("thread", thread_id, param="thread_id") from None
+        active = stored.attributes.get("active_run_id")
+        if active:
             raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
         raise
-    events = RunEventWriter(repo, tenant, run.id, next_seq=1)
-    first: list[tuple[str, dict[str, Any]]] = []
-    if created_thread is not None:
-        first.append((THREAD_CREATED, created_thread.model_dump(mode="json")))
-    first += [(run_event("created"), run.model_dump(mode="json")), (run_event("queued"), run.model_dump(mode="json"))]
-    events.emit_many(first)
     try:
         orchestrator.start(tenant, thread_id, run.id)
     except Exception:
