@@ -1,0 +1,734 @@
+"""Streaming benchmark: what the Assistants API adds on top of the model, at 1 and 20 streams.
+
+Run with ``make bench`` (or ``python -m tests.bench [--dynamodb local|moto]``). All on 127.0.0.1:
+
+- a fake LLM in its own process (the ``tests.harness.fake_llm`` CLI): every answer is ``WORDS``
+  tokens, the first ``TTFT`` s after the response headers, then one token every 1/``TPS`` s;
+- the local stack in its own process (``tests.conftest.start_local_stack``) pointed at it;
+- DynamoDB: by default DynamoDB Local (``tests.harness.dynamodb_local``, Java), which the stack's
+  boto3 reaches through ``AWS_ENDPOINT_URL_DYNAMODB`` (no code change: Step Functions and Lambda
+  stay in moto). Why not moto's DynamoDB: its TransactWriteItems deep-copies the whole table once
+  per item of the transaction, so each transaction costs O(items in the table) (about 0.25 s at
+  5,000 items) and a benchmark would measure how much it had written so far; it also races
+  (HTTP 500, "dictionary changed size during iteration") under concurrent writes. DynamoDB Local
+  answers in 2-6 ms at any size, close to DynamoDB's own latency. ``--dynamodb moto`` measures
+  the stock local stack anyway (expect it to slow down run after run);
+- this process is the client: the official openai SDK, ``AsyncOpenAI`` with
+  ``client.beta.threads.runs.stream`` (the helper users call), all streams on one event loop.
+
+Per streamed run (each on its own thread, created beforehand):
+
+- t_send: just before the SDK sends ``POST /v1/threads/{id}/runs`` (stream: true);
+- t_first: the first ``thread.message.delta`` out of the SDK stream;
+- t_done: ``thread.message.completed`` out of the SDK stream.
+
+- overhead = (t_first - t_send) - upstream ttft. The upstream ttft is the fake's time to first
+  token as measured here before the runs (raw HTTP, request sent -> first content chunk, median
+  of CALIBRATION_RUNS); the table shows it next to the configured TTFT and to litellm's figure.
+- throughput ratio = delivered rate / TPS, delivered rate = (tokens received after the first
+  delta) / (t_done - t_first). Tokens are counted in the delivered text the way the fake splits
+  its answer. Upstream those tokens take (WORDS - 1) / TPS s, so the ratio is that window over
+  the observed one: 1.0 = text reached the client as fast as the model produced it.
+
+Concurrency 1 and 20 are INTERLEAVED: ROUNDS times, C1_RUNS sequential runs, then 20 concurrent
+workers (closed loop, starts spread over one run's length, C20_RUNS_PER_WORKER runs each), so the
+machine's drift affects both alike. Warm-up runs (cold starts, pools, JIT) are not measured.
+
+Controls, so the figures can be trusted: the fake alone (raw HTTP and litellm, at 1 and 20
+streams); during every phase a stream straight to the fake (its ttft error and rate ratio show
+whether the fake and this client keep time under the same load); this event loop's lag; CPU used
+by our processes and by everything else on the machine.
+
+A MISS is reported, not failed: the exit status is non-zero only if the fake, DynamoDB or the
+stack cannot start, or no run completes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK flags the Assistants API
+
+import httpx  # noqa: E402
+
+from tests.conftest import ROOT, start_local_stack, stop  # noqa: E402
+from tests.harness.local_stack import free_port  # noqa: E402
+
+# ------------------------------------------------------------------ parameters
+
+TTFT = 0.3  # s, the fake's time to first token
+TPS = 50.0  # tokens per second, the fake's rate
+WORDS = 60  # tokens per answer
+HIGH = 20  # the "many streams" concurrency
+ROUNDS = 3
+C1_RUNS = 10  # sequential runs per round
+C20_RUNS_PER_WORKER = 1  # per round: HIGH workers x this many runs
+WARMUP_C1_RUNS = 3
+WARMUP_HIGH_RUNS_PER_WORKER = 1
+CALIBRATION_RUNS = 10
+
+TARGET_OVERHEAD_P50_MS = 50.0
+TARGET_OVERHEAD_P95_MS = 150.0
+TARGET_THROUGHPUT_RATIO = 0.95
+
+MODEL = "openai/bench"
+TOKEN_RE = re.compile(r"\s*\S+|\s+")  # how the fake splits its answer (tests.harness.fake_llm._TOKEN_RE)
+# Events whose arrival splits the time to first delta into segments (see report()).
+MILESTONES = ("thread.run.created", "thread.run.in_progress", "thread.message.created")
+
+
+def n_tokens(text: str) -> int:
+    return len(TOKEN_RE.findall(text))
+
+
+def pct(values: list[float], q: float) -> float:
+    """Percentile, linear interpolation between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# ------------------------------------------------------------------ records
+
+
+@dataclass
+class RunSample:
+    concurrency: int
+    t_send: float = 0.0  # perf_counter
+    t_end: float = 0.0  # perf_counter, when the stream closed (or failed)
+    latency: float = 0.0  # t_first - t_send
+    window: float = 0.0  # t_done - t_first
+    tokens: int = 0
+    tokens_after_first: int = 0
+    milestones: dict[str, float] = field(default_factory=dict)  # event -> seconds after t_send
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def rate_ratio(self) -> float:
+        return (self.tokens_after_first / self.window) / TPS if self.window > 0 else float("nan")
+
+
+@dataclass
+class ControlSample:
+    ttft: float
+    rate_ratio: float
+
+
+@dataclass
+class Phase:
+    concurrency: int
+    runs: list[RunSample] = field(default_factory=list)
+    controls: list[ControlSample] = field(default_factory=list)
+    loop_lag: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> cores busy during the phase
+    wall: float = 0.0
+
+
+# ------------------------------------------------------------------ processes
+
+
+def _pythonpath_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'core' / 'python'}{os.pathsep}{ROOT}"}
+
+
+def start_fake(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.harness.fake_llm", "--port", str(port)]
+    command += ["--ttft", str(TTFT), "--tps", str(TPS), "--words", str(WORDS)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_pythonpath_env())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fake LLM exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, f"{url}/v1"
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("fake LLM did not become healthy")
+
+
+# DynamoDB Local keeps one database per access key and region (without -sharedDb): the tables
+# must be created with the credentials the stack will use.
+STACK_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+def start_dynamodb_local() -> Any:
+    """DynamoDB Local with the template's tables; raises if Java or the jar is missing."""
+    import boto3
+
+    from tests.harness import template as cfn
+    from tests.harness.dynamodb_local import DynamoDBLocal
+
+    local = DynamoDBLocal().start()
+    try:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=local.endpoint_url,
+            region_name=cfn.REGION,
+            aws_access_key_id=STACK_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=STACK_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        cfn.create_tables(client, cfn.load_template())
+    except BaseException:
+        local.stop()
+        raise
+    return local
+
+
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+class Background:
+    """Run a blocking start-up function in a thread while this one does something else."""
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Any, *args: Any) -> None:
+        try:
+            self.result = function(*args)
+        except BaseException as error:  # reported by get()
+            self.error = error
+
+    def get(self) -> Any:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class CpuMeter:
+    """CPU time of our processes and of the whole machine, from /proc (Linux)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids  # name -> pid
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def _process(self, pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return sum(int(v) for v in fields[11:15]) / self.ticks  # utime stime cutime cstime
+
+    def snapshot(self) -> dict[str, float]:
+        """Seconds of CPU so far per process, the machine's busy seconds and a wall clock."""
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = (sum(fields) - fields[3] - fields[4]) / self.ticks  # minus idle and iowait
+        return {
+            **{name: self._process(pid) for name, pid in self.pids.items()},
+            "machine": busy,
+            "wall": time.perf_counter(),
+        }
+
+    @staticmethod
+    def cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """Average cores busy per process, and in all other processes ("others"), between two snapshots."""
+        wall = after["wall"] - before["wall"]
+        used = {name: (after[name] - before[name]) / wall for name in before if name not in ("machine", "wall")}
+        used["others"] = max(0.0, (after["machine"] - before["machine"]) / wall - sum(used.values()))
+        return used
+
+
+# ------------------------------------------------------------------ the fake alone
+
+
+async def fake_direct(http: httpx.AsyncClient, base_url: str, *, whole: bool = True) -> ControlSample:
+    """One streamed completion straight to the fake: ttft (sent -> first content chunk) and rate.
+
+    With ``whole=False`` the stream is dropped after the first token (rate: nan), to save time.
+    """
+    body = {
+        "model": "control",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    first = last = None
+    count = 0
+    t_send = time.perf_counter()
+    async with http.stream("POST", f"{base_url}/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choices = json.loads(line[6:]).get("choices") or []
+            if choices and choices[0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+                count += 1
+                if not whole:
+                    return ControlSample(first - t_send, float("nan"))
+    if first is None or last is None or last <= first:
+        raise RuntimeError("the fake streamed no content")
+    return ControlSample(first - t_send, ((count - 1) / (last - first)) / TPS)
+
+
+async def fake_via_litellm(base_url: str) -> float:
+    import litellm
+
+    t_send = time.perf_counter()
+    response = await litellm.acompletion(
+        model=MODEL,
+        api_base=base_url,
+        api_key="x",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    try:
+        async for chunk in response:
+            if chunk.choices and chunk.choices[0].delta.content:
+                return time.perf_counter() - t_send
+    finally:
+        await response.aclose()  # drop the rest of the answer
+    raise RuntimeError("litellm streamed no content")
+
+
+async def calibrate(base_url: str) -> dict[str, list[float]]:
+    """The fake's real time to first token, with the stack idle."""
+    out: dict[str, list[float]] = {}
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
+        await fake_direct(http, base_url)  # opens the connection
+        out["raw c=1"] = [(await fake_direct(http, base_url, whole=False)).ttft for _ in range(CALIBRATION_RUNS)]
+        burst = await asyncio.gather(*(fake_direct(http, base_url) for _ in range(HIGH)))
+        out["raw c=20"] = [s.ttft for s in burst]
+        out["raw c=20 rate"] = [s.rate_ratio for s in burst]
+    await fake_via_litellm(base_url)  # litellm's first call imports much of itself
+    out["litellm c=1"] = [await fake_via_litellm(base_url) for _ in range(CALIBRATION_RUNS)]
+    out["litellm c=20"] = list(await asyncio.gather(*(fake_via_litellm(base_url) for _ in range(HIGH))))
+    return out
+
+
+# ------------------------------------------------------------------ streamed runs
+
+
+class Bench:
+    def __init__(self, stack_url: str, fake_url: str, meter: CpuMeter) -> None:
+        from openai import AsyncOpenAI
+
+        self.fake_url = fake_url
+        self.meter = meter
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        self.http = httpx.AsyncClient(timeout=60, limits=limits)
+        self.client = AsyncOpenAI(
+            base_url=f"{stack_url}/v1",
+            api_key="sk-bench",
+            max_retries=0,  # a retried request would hide a failure and skew its timing
+            timeout=60,
+            http_client=httpx.AsyncClient(timeout=60, limits=limits),
+        )
+        self.assistant_id = ""
+        self.threads: list[str] = []
+
+    async def setup(self, threads_needed: int, parallel: int) -> None:
+        assistant = await self.client.beta.assistants.create(model=MODEL, instructions="Be brief.")
+        self.assistant_id = assistant.id
+        semaphore = asyncio.Semaphore(parallel)
+
+        async def new_thread() -> str:
+            async with semaphore:
+                thread = await self.client.beta.threads.create(messages=[{"role": "user", "content": "Say something."}])
+                return thread.id
+
+        self.threads = list(await asyncio.gather(*(new_thread() for _ in range(threads_needed))))
+
+    async def run_once(self, concurrency: int) -> RunSample:
+        sample = RunSample(concurrency)
+        thread_id = self.threads.pop()
+        t_first = t_done = None
+        pieces: list[str] = []
+        t_send = sample.t_send = time.perf_counter()
+        try:
+            async with self.client.beta.threads.runs.stream(
+                thread_id=thread_id, assistant_id=self.assistant_id
+            ) as stream:
+                async for event in stream:
+                    now = time.perf_counter()
+                    if event.event == "thread.message.delta":
+                        t_first = t_first or now
+                        pieces.append(
+                            "".join(
+                                part.text.value or ""
+                                for part in event.data.delta.content or []
+                                if part.type == "text" and part.text is not None
+                            )
+                        )
+                    elif event.event == "thread.message.completed":
+                        t_done = now
+                    elif event.event in MILESTONES:
+                        sample.milestones.setdefault(event.event, now - t_send)
+                    elif event.event in ("thread.run.failed", "thread.run.expired", "thread.run.cancelled"):
+                        sample.error = f"{event.event}: {getattr(event.data, 'last_error', None)}"
+        except Exception as error:  # a failed run is counted, not fatal
+            sample.error = f"{type(error).__name__}: {error}"
+        finally:
+            sample.t_end = time.perf_counter()
+        if sample.error:
+            return sample
+        if t_first is None or t_done is None:
+            sample.error = "the stream ended without text"
+            return sample
+        sample.latency = t_first - t_send
+        sample.window = t_done - t_first
+        sample.tokens = n_tokens("".join(pieces))
+        sample.tokens_after_first = sample.tokens - n_tokens(pieces[0])
+        return sample
+
+    async def _control(self, phase: Phase, finished: asyncio.Event) -> None:
+        while not finished.is_set():
+            phase.controls.append(await fake_direct(self.http, self.fake_url))
+
+    async def _ticker(self, phase: Phase, finished: asyncio.Event) -> None:
+        period = 0.005
+        while not finished.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(period)
+            phase.loop_lag.append(time.perf_counter() - start - period)
+
+    async def phase(self, concurrency: int, runs_per_worker: int, *, measured: bool = True) -> Phase:
+        phase = Phase(concurrency)
+        finished = asyncio.Event()
+        background = []
+        if measured:
+            background = [
+                asyncio.create_task(self._control(phase, finished)),
+                asyncio.create_task(self._ticker(phase, finished)),
+            ]
+        run_length = TTFT + WORDS / TPS
+        before = self.meter.snapshot()
+
+        async def worker(index: int) -> None:
+            if concurrency > 1:  # spread the starts over one run: a steady load, not a burst
+                await asyncio.sleep(run_length * index / concurrency)
+            for _ in range(runs_per_worker):
+                phase.runs.append(await self.run_once(concurrency))
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        after = self.meter.snapshot()
+        phase.cpu, phase.wall = CpuMeter.cores(before, after), after["wall"] - before["wall"]
+        finished.set()
+        await asyncio.gather(*background)
+        return phase
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.http.aclose()
+
+
+async def measure(stack_url: str, fake_url: str, meter: CpuMeter, parallel_setup: int) -> list[Phase]:
+    bench = Bench(stack_url, fake_url, meter)
+    try:
+        needed = ROUNDS * (C1_RUNS + HIGH * C20_RUNS_PER_WORKER)
+        needed += WARMUP_C1_RUNS + HIGH * WARMUP_HIGH_RUNS_PER_WORKER
+        started = time.perf_counter()
+        await bench.setup(needed, parallel_setup)
+        print(f"  {needed} threads created in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        await bench.phase(1, WARMUP_C1_RUNS, measured=False)
+        await bench.phase(HIGH, WARMUP_HIGH_RUNS_PER_WORKER, measured=False)
+        print(f"  warm-up in {time.perf_counter() - started:.1f} s", flush=True)
+        phases = []
+        for number in range(ROUNDS):
+            started = time.perf_counter()
+            phases.append(await bench.phase(1, C1_RUNS))
+            phases.append(await bench.phase(HIGH, C20_RUNS_PER_WORKER))
+            print(f"  round {number + 1}/{ROUNDS} in {time.perf_counter() - started:.1f} s", flush=True)
+        return phases
+    finally:
+        await bench.close()
+
+
+# ------------------------------------------------------------------ report
+
+
+def mean_open_streams(phase: Phase) -> list[float]:
+    """For each run, the time-averaged number of this phase's streams open while it was (itself included)."""
+    out = []
+    for run in phase.runs:
+        span = run.t_end - run.t_send
+        if span <= 0:
+            continue
+        overlap = sum(max(0.0, min(run.t_end, o.t_end) - max(run.t_send, o.t_send)) for o in phase.runs)
+        out.append(overlap / span)
+    return out
+
+
+def _runs(phases: list[Phase], concurrency: int) -> list[RunSample]:
+    return [r for p in phases if p.concurrency == concurrency for r in p.runs]
+
+
+def report(calibration: dict[str, list[float]], upstream: float, phases: list[Phase], backend: str) -> bool:
+    """Print the figures; returns whether every target was met."""
+    ms = 1000
+    levels = (1, HIGH)
+    print()
+    print(
+        f"Fake LLM alone (configured: first token {TTFT * ms:.0f} ms after the headers, "
+        f"then {TPS:.0f} tokens/s, {WORDS} tokens per answer)"
+    )
+    print(f"  {'request sent -> first content token':<40} {'n':>3} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    names = {
+        "raw c=1": "raw HTTP, 1 stream",
+        "raw c=20": f"raw HTTP, {HIGH} streams at once",
+        "litellm c=1": "litellm, 1 stream",
+        "litellm c=20": f"litellm, {HIGH} streams at once",
+    }
+    for key, label in names.items():
+        values = [v * ms for v in calibration[key]]
+        print(f"  {label:<40} {len(values):>3} {pct(values, 50):8.1f} {pct(values, 95):8.1f} {max(values):8.1f}")
+    rates = calibration["raw c=20 rate"]
+    print(f"  token rate of {HIGH} raw streams / {TPS:.0f}: min {min(rates):.3f}, p50 {pct(rates, 50):.3f}")
+    print(f"  upstream ttft subtracted below: {upstream * ms:.1f} ms (raw HTTP, 1 stream, p50)")
+    print()
+    print(f"Streamed runs, local stack with {backend}")
+    print("  client: openai SDK, AsyncOpenAI + client.beta.threads.runs.stream, one event loop, a new thread per run")
+    print("  overhead         = (create-run request sent -> first thread.message.delta) - upstream ttft")
+    print(
+        "  throughput ratio = (tokens after the first delta / (first delta -> thread.message.completed))"
+        f" / {TPS:.0f} tokens/s"
+    )
+    print("  open = streams open on average during a run; control = a raw stream to the fake in the same phases;")
+    print("  percentiles interpolate linearly between order statistics")
+    print()
+    print(
+        f"  {'streams':>7} {'n':>4} {'fail':>4} {'open':>5} | {'overhead ms: p50':>16} {'p95':>7} {'max':>7} | "
+        f"{'throughput ratio: p50':>21} {'min':>6} | {'control: ttft-upstream p50/max ms':>33} {'rate min':>8} | "
+        f"{'client loop lag p99':>19}"
+    )
+    for concurrency in levels:
+        selected = [p for p in phases if p.concurrency == concurrency]
+        runs = _runs(phases, concurrency)
+        good = [r for r in runs if r.ok]
+        if not good:
+            print(f"  {concurrency:>7} {0:>4} {len(runs):>4}   no run completed")
+        else:
+            overhead = [(r.latency - upstream) * ms for r in good]
+            ratios = [r.rate_ratio for r in good]
+            controls = [c for p in selected for c in p.controls]
+            control_error = [(c.ttft - upstream) * ms for c in controls]
+            control_rate = min(c.rate_ratio for c in controls)
+            lag = pct([v * ms for p in selected for v in p.loop_lag], 99)
+            open_streams = statistics.mean(v for p in selected for v in mean_open_streams(p))
+            print(
+                f"  {concurrency:>7} {len(good):>4} {len(runs) - len(good):>4} {open_streams:>5.1f} | "
+                f"{pct(overhead, 50):>16.1f} {pct(overhead, 95):>7.1f} {max(overhead):>7.1f} | "
+                f"{pct(ratios, 50):>21.3f} {min(ratios):>6.3f} | "
+                f"{pct(control_error, 50):>25.1f} / {max(control_error):>5.1f} {control_rate:>8.3f} | "
+                f"{lag:>16.1f} ms"
+            )
+        wrong = [r.tokens for r in good if r.tokens != WORDS]
+        if wrong:
+            print(f"          warning: {len(wrong)} runs delivered a token count other than {WORDS}: {wrong[:5]}")
+        for error in sorted({r.error for r in runs if not r.ok})[:3]:
+            print(f"          failure: {error[:300]}")
+
+    print()
+    print("  Where the time to first delta goes (p50 ms; a segment ends when its event reached the client)")
+    segments = [
+        ("create-run sent -> thread.run.created", None, "thread.run.created", 0.0),
+        (
+            "-> thread.run.in_progress (state machine starts the agent)",
+            "thread.run.created",
+            "thread.run.in_progress",
+            0.0,
+        ),
+        (
+            "-> thread.message.created, minus upstream ttft",
+            "thread.run.in_progress",
+            "thread.message.created",
+            upstream,
+        ),
+        ("-> first thread.message.delta", "thread.message.created", None, 0.0),
+    ]
+    print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
+    for label, begin, end, minus in segments:
+        cells = []
+        for concurrency in levels:
+            values = []
+            for r in (r for r in _runs(phases, concurrency) if r.ok):
+                if begin is not None and begin not in r.milestones:
+                    continue
+                finish = r.milestones.get(end) if end else r.latency
+                if finish is not None:
+                    values.append((finish - (r.milestones[begin] if begin else 0.0) - minus) * ms)
+            cells.append(f"{pct(values, 50):7.1f}")
+        print(f"  {label:<60} " + " ".join(cells))
+
+    print()
+    print("  CPU during the measured phases (cores busy on average; 1.00 = one core)")
+    print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
+    processes = [
+        ("stack", "local stack (one Python process: API, agent, moto)"),
+        ("dynamodb", "DynamoDB Local (Java)"),
+        ("fake", "fake LLM"),
+        ("client", "this client"),
+        ("others", "other processes on this machine"),
+    ]
+    usage: dict[int, dict[str, float]] = {}
+    for concurrency in levels:
+        selected = [p for p in phases if p.concurrency == concurrency and p.wall > 0]
+        wall = sum(p.wall for p in selected) or 1.0
+        usage[concurrency] = {
+            name: sum(p.cpu.get(name, 0.0) * p.wall for p in selected) / wall for name, _ in processes
+        }
+        count = sum(len(p.runs) for p in selected) or 1
+        usage[concurrency]["stack ms/run"] = sum(p.cpu.get("stack", 0.0) * p.wall for p in selected) / count * ms
+    for name, label in processes:
+        if any(name in p.cpu for p in phases):
+            print(f"  {label:<60} " + " ".join(f"{usage[c][name]:7.2f}" for c in levels))
+    print(f"  {'stack CPU per run (ms)':<60} " + " ".join(f"{usage[c]['stack ms/run']:7.0f}" for c in levels))
+    if max(usage[c]["others"] for c in levels) > 0.25:
+        print("  warning: other processes used this machine's CPU meanwhile: the figures are disturbed")
+
+    print()
+    print("Targets")
+    met = True
+    for concurrency in levels:
+        good = [r for r in _runs(phases, concurrency) if r.ok]
+        if not good:
+            print(f"  MISS  {f'c={concurrency}':<5} no run completed")
+            met = False
+            continue
+        overhead = [(r.latency - upstream) * ms for r in good]
+        ratio = pct([r.rate_ratio for r in good], 50)
+        rows: list[tuple[str, str, bool]] = []
+        if concurrency == 1:
+            rows.append(
+                (
+                    f"overhead p50 <= {TARGET_OVERHEAD_P50_MS:.0f} ms",
+                    f"{pct(overhead, 50):.1f} ms",
+                    pct(overhead, 50) <= TARGET_OVERHEAD_P50_MS,
+                )
+            )
+            rows.append(
+                (
+                    f"overhead p95 <= {TARGET_OVERHEAD_P95_MS:.0f} ms",
+                    f"{pct(overhead, 95):.1f} ms",
+                    pct(overhead, 95) <= TARGET_OVERHEAD_P95_MS,
+                )
+            )
+        rows.append(
+            (f"throughput ratio p50 >= {TARGET_THROUGHPUT_RATIO}", f"{ratio:.3f}", ratio >= TARGET_THROUGHPUT_RATIO)
+        )
+        for name, value, ok in rows:
+            met = met and ok
+            print(f"  {'PASS' if ok else 'MISS'}  {f'c={concurrency}':<5} {name:<30} {value}")
+    return met
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument(
+        "--dynamodb",
+        choices=("local", "moto"),
+        default="local",
+        help="the stack's tables: DynamoDB Local (default; moto if Java or the jar is missing) or moto",
+    )
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    print(f"Streaming benchmark ({os.cpu_count()} cores; logs in {workdir})", flush=True)
+    fake: subprocess.Popen[bytes] | None = None
+    stack: subprocess.Popen[bytes] | None = None
+    dynamodb: Any = None
+    try:
+        try:
+            fake, fake_url = start_fake(workdir / "fake-llm.log")
+        except Exception as error:
+            print(f"fake LLM could not start: {error}", file=sys.stderr)
+            return 2
+        print(f"  fake LLM at {fake_url} (pid {fake.pid})", flush=True)
+        backend = "moto's DynamoDB (in the stack process)"
+        env = {
+            "OPENAI_BASE_URL": fake_url,
+            "OPENAI_API_KEY": "x",
+            "ASSISTANTS_API_KEYS": "",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+        started = time.perf_counter()
+        if args.dynamodb == "local":
+            try:
+                dynamodb = start_dynamodb_local()
+            except Exception as error:
+                print(f"  warning: DynamoDB Local unavailable ({str(error)[:200]})", flush=True)
+                print("  using moto's DynamoDB, whose transactions slow down as its table grows", flush=True)
+            else:
+                env.update(STACK_CREDENTIALS, AWS_ENDPOINT_URL_DYNAMODB=dynamodb.endpoint_url)
+                backend = "DynamoDB Local"
+                print(f"  DynamoDB Local at {dynamodb.endpoint_url} after {time.perf_counter() - started:.1f} s")
+        # The stack takes a while to import and build: load this process's imports meanwhile.
+        booting = Background(start_local_stack, workdir / "local-stack.log", env)
+        import litellm  # noqa: F401
+        import openai  # noqa: F401
+
+        try:
+            stack, stack_url = booting.get()
+        except Exception as error:
+            print(f"local stack could not start: {error}", file=sys.stderr)
+            return 2
+        print(f"  local stack at {stack_url} (pid {stack.pid}) after {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        calibration = asyncio.run(calibrate(fake_url))
+        upstream = pct(calibration["raw c=1"], 50)
+        print(f"  fake LLM calibrated in {time.perf_counter() - started:.1f} s", flush=True)
+        pids = {"stack": stack.pid, "fake": fake.pid, "client": os.getpid()}
+        if dynamodb is not None:
+            pids["dynamodb"] = dynamodb.process.pid
+        # moto's TransactWriteItems is not thread-safe: create the threads one at a time there.
+        phases = asyncio.run(measure(stack_url, fake_url, CpuMeter(pids), parallel_setup=4 if dynamodb else 1))
+        report(calibration, upstream, phases, backend)
+        print(f"\n(total {time.perf_counter() - began:.0f} s)")
+        return 0 if any(r.ok for p in phases for r in p.runs) else 1
+    finally:
+        if stack is not None:
+            stop(stack)
+        if fake is not None:
+            terminate(fake)
+        if dynamodb is not None:
+            dynamodb.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
