@@ -128,6 +128,9 @@ class EmulatedAWS:
         from .moto_server import SerializedMotoServer  # imports moto: after MOTO_PORT is set
 
         _cache_asl_parsing()
+        from .moto_transactions import install as cheap_transactions
+
+        cheap_transactions()
         self._server = SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         import urllib.request
