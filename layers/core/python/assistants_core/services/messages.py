@@ -8,6 +8,7 @@ from ..repository import MESSAGE_PREFIX, THREAD_SK, Repository, TransactionConfl
 from ..types import DeletedObject, ListPage, Message, MessageCreateParams, MessageUpdateParams
 from ..types.message import content_parts
 from .pagination import ListParams, to_list_page
+from .thread_state import active_run, require_thread
 
 
 def message_sk(message_id: str) -> str:
@@ -48,10 +49,7 @@ def create_message(repo: Repository, tenant: str, thread_id: str, params: Messag
             ]
         )
     except TransactionConflict:
-        stored = repo.get(pk, THREAD_SK)
-        if stored is None:
-            raise NotFoundError.for_object("thread", thread_id, param="thread_id") from None
-        active = stored.attributes.get("active_run_id")
+        active = active_run(repo, tenant, thread_id)
         if active:
             raise ConflictError(f"Can't add messages to {thread_id} while a run {active} is active.") from None
         raise
@@ -61,7 +59,7 @@ def create_message(repo: Repository, tenant: str, thread_id: str, params: Messag
 def get_message(repo: Repository, tenant: str, thread_id: str, message_id: str) -> Message:
     doc = repo.get_doc(thread_pk(tenant, thread_id), message_sk(message_id))
     if doc is None:
-        _require_thread(repo, tenant, thread_id)
+        require_thread(repo, tenant, thread_id)
         raise NotFoundError.for_object("message", message_id, param="message_id")
     return Message.model_validate(doc)
 
@@ -72,14 +70,14 @@ def update_message(
     metadata = params.metadata or {}
     doc = repo.mutate(thread_pk(tenant, thread_id), message_sk(message_id), lambda m: {**m, "metadata": metadata})
     if doc is None:
-        _require_thread(repo, tenant, thread_id)
+        require_thread(repo, tenant, thread_id)
         raise NotFoundError.for_object("message", message_id, param="message_id")
     return Message.model_validate(doc)
 
 
 def delete_message(repo: Repository, tenant: str, thread_id: str, message_id: str) -> DeletedObject:
     if not repo.delete(thread_pk(tenant, thread_id), message_sk(message_id)):
-        _require_thread(repo, tenant, thread_id)
+        require_thread(repo, tenant, thread_id)
         raise NotFoundError.for_object("message", message_id, param="message_id")
     return DeletedObject(id=message_id, object="thread.message.deleted")
 
@@ -87,7 +85,7 @@ def delete_message(repo: Repository, tenant: str, thread_id: str, message_id: st
 def list_messages(
     repo: Repository, tenant: str, thread_id: str, params: ListParams, run_id: str | None = None
 ) -> ListPage[Message]:
-    _require_thread(repo, tenant, thread_id)
+    require_thread(repo, tenant, thread_id)
     page = repo.list(
         thread_pk(tenant, thread_id),
         MESSAGE_PREFIX,
@@ -95,8 +93,3 @@ def list_messages(
         where={"run_id": run_id} if run_id else None,
     )
     return to_list_page(page, Message)
-
-
-def _require_thread(repo: Repository, tenant: str, thread_id: str) -> None:
-    if repo.get(thread_pk(tenant, thread_id), THREAD_SK) is None:
-        raise NotFoundError.for_object("thread", thread_id, param="thread_id")

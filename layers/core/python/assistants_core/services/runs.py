@@ -35,6 +35,7 @@ from .lifecycle import RUN_PREFIX, RunRef, close_open_steps, fail, load_run, tra
 from .messages import build_message, message_sk
 from .pagination import ListParams, to_list_page
 from .run_events import RunEventWriter
+from .thread_state import active_run, require_thread
 from .threads import create_thread
 
 
@@ -118,10 +119,7 @@ def create_run(
             ],
         )
     except ConcurrentModification:
-        stored = repo.get(pk, THREAD_SK)
-        if stored is None:
-            raise NotFoundError.for_object("thread", thread_id, param="thread_id") from None
-        active = stored.attributes.get("active_run_id")
+        active = active_run(repo, tenant, thread_id)
         if active:
             raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
         raise
@@ -155,13 +153,13 @@ def create_thread_and_run(
 def get_run(repo: Repository, ref: RunRef) -> Run:
     run = load_run(repo, ref)
     if run is None:
-        _require_thread(repo, ref.tenant, ref.thread_id)
+        require_thread(repo, ref.tenant, ref.thread_id)
         raise NotFoundError.for_object("run", ref.run_id, param="run_id")
     return run
 
 
 def list_runs(repo: Repository, tenant: str, thread_id: str, params: ListParams) -> ListPage[Run]:
-    _require_thread(repo, tenant, thread_id)
+    require_thread(repo, tenant, thread_id)
     return to_list_page(repo.list(thread_pk(tenant, thread_id), RUN_PREFIX, **params.query()), Run)
 
 
@@ -271,8 +269,3 @@ def get_step(repo: Repository, ref: RunRef, step_id: str) -> RunStep:
         get_run(repo, ref)
         raise NotFoundError.for_object("run step", step_id, param="step_id")
     return RunStep.model_validate(doc)
-
-
-def _require_thread(repo: Repository, tenant: str, thread_id: str) -> None:
-    if repo.get(thread_pk(tenant, thread_id), THREAD_SK) is None:
-        raise NotFoundError.for_object("thread", thread_id, param="thread_id")
