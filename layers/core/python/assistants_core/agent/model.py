@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,11 +153,12 @@ def warm_up() -> None:
             logger.debug("warm-up import skipped", extra={"module": name})
 
 
-def stream_completion(request: ModelRequest) -> Iterator[Chunk]:
+def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     load_provider_credentials()
     import litellm
 
+    litellm.disable_streaming_logging = True  # no callbacks configured: skip the logging thread
     try:
         response = litellm.completion(**request.arguments())
         for chunk in response:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from ..config import settings
 from ..ids import new_id, now
-from ..repository import MESSAGE_PREFIX, Repository
+from ..repository import MESSAGE_PREFIX, ConcurrentModification, Repository
 from ..services.lifecycle import RunRef, fail, load_run, step_sk, transition
 from ..services.run_events import RunEventWriter
 from ..types import Message, Run, RunStep, Usage
@@ -23,7 +25,7 @@ from ..types import events as ev
 from ..types.message import text_part
 from ..types.run import TERMINAL_STATUSES
 from .conversation import count_text, count_tokens, fit, history, run_turns
-from .model import Finish, ModelError, ModelRequest, TextDelta, TokenUsage, ToolCallDelta, stream_completion
+from .model import Chunk, Finish, ModelError, ModelRequest, TextDelta, TokenUsage, ToolCallDelta, stream_completion
 
 logger = Logger()
 CANCEL_CHECK_SECONDS = 1.0
@@ -52,6 +54,8 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
     if outputs:
         _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
         events.emit(ev.run_event("queued"), run)
+    # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
+    prefetch = None if outputs else Turn(repo, ref, run, events).start_model()
     started = transition(
         repo,
         ref,
@@ -62,10 +66,12 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
         stored=stored,  # applying tool outputs changes a step, not the run item
     )
     if started is None:
+        if prefetch is not None:
+            prefetch.abandon()
         current = load_run(repo, ref)
         return current.status if current else "missing"
     try:
-        return Turn(repo, ref, started, events).execute()
+        return Turn(repo, ref, started, events).execute(prefetch)
     except ModelError as error:
         logger.warning("model call failed", extra={"run_id": ref.run_id, "code": error.code, "error": error.message})
         failed = fail(repo, ref, error.code, error.message, events)
@@ -96,6 +102,29 @@ def _apply_tool_outputs(repo: Repository, ref: RunRef, outputs: dict[str, str], 
         return
 
 
+# A worker waits through the model's time to first token; one per concurrent turn (one per Lambda).
+_PREFETCH = ThreadPoolExecutor(max_workers=64, thread_name_prefix="model-prefetch")
+
+
+class Prefetch:
+    """A model call started early: its first chunk is awaited in a worker thread."""
+
+    def __init__(self, request: ModelRequest, prompt_tokens: int) -> None:
+        self.request, self.prompt_tokens = request, prompt_tokens
+        self.iterator = stream_completion(request)
+        self.future = _PREFETCH.submit(next, self.iterator, None)
+
+    def chunks(self) -> Iterator[Chunk]:
+        first = self.future.result()  # re-raises the call's ModelError
+        if first is None:
+            return
+        yield first
+        yield from self.iterator
+
+    def abandon(self) -> None:
+        self.future.add_done_callback(lambda _: self.iterator.close())
+
+
 class Turn:
     def __init__(self, repo: Repository, ref: RunRef, run: Run, events: RunEventWriter) -> None:
         self.repo = repo
@@ -111,17 +140,28 @@ class Turn:
 
     # ------------------------------------------------------------ the turn
 
-    def execute(self) -> str:
+    def start_model(self) -> Prefetch | None:
+        request, prompt_tokens = self._request(self.run.usage or Usage())
+        if request is None or (request.max_tokens is not None and request.max_tokens <= 0):
+            return None  # execute() ends the run incomplete
+        return Prefetch(request, prompt_tokens)
+
+    def execute(self, prefetch: Prefetch | None = None) -> str:
         used = self.run.usage or Usage()
-        request, prompt_tokens = self._request(used)
-        if request is None:
-            return self._finish_incomplete("max_prompt_tokens", Usage())
-        if request.max_tokens is not None and request.max_tokens <= 0:
-            return self._finish_incomplete("max_completion_tokens", Usage())
+        chunks: Iterable[Chunk]
+        if prefetch is not None:
+            prompt_tokens, chunks = prefetch.prompt_tokens, prefetch.chunks()
+        else:
+            request, prompt_tokens = self._request(used)
+            if request is None:
+                return self._finish_incomplete("max_prompt_tokens", Usage())
+            if request.max_tokens is not None and request.max_tokens <= 0:
+                return self._finish_incomplete("max_completion_tokens", Usage())
+            chunks = stream_completion(request)
         finish: str | None = None
         reported: TokenUsage | None = None
         try:
-            for chunk in stream_completion(request):
+            for chunk in chunks:
                 if isinstance(chunk, TextDelta):
                     self._on_text(chunk.text)
                 elif isinstance(chunk, ToolCallDelta):
@@ -305,17 +345,28 @@ class Turn:
                 "incomplete_details": {"reason": "max_tokens"} if incomplete else None,
             }
         )
-        self._save(MESSAGE_PREFIX + message.id, message.model_dump(mode="json"))
         self.message = message
         step = self.message_step.model_copy(update={"status": "completed", "completed_at": moment, "usage": usage})
-        self._save(step_sk(self.run.id, step.id), step.model_dump(mode="json"))
         self.message_step = step
-        self.events.emit_many(
-            [
-                (ev.MESSAGE_INCOMPLETE if incomplete else ev.MESSAGE_COMPLETED, message.model_dump(mode="json")),
-                (ev.STEP_COMPLETED, step.model_dump(mode="json")),
-            ]
-        )
+        message_doc, step_doc = message.model_dump(mode="json"), step.model_dump(mode="json")
+        closing = [
+            (ev.MESSAGE_INCOMPLETE if incomplete else ev.MESSAGE_COMPLETED, message_doc),
+            (ev.STEP_COMPLETED, step_doc),
+        ]
+        # One transaction: both docs (still at the version _open_message wrote), their events and
+        # the last waiting deltas. If anything touched them meanwhile (cancel), the careful path.
+        try:
+            self.events.emit_many(
+                closing,
+                with_ops=[
+                    self.repo.op_save(self.ref.pk, MESSAGE_PREFIX + message.id, message_doc, expected_version=1),
+                    self.repo.op_save(self.ref.pk, step_sk(self.run.id, step.id), step_doc, expected_version=1),
+                ],
+            )
+        except ConcurrentModification:
+            self._save(MESSAGE_PREFIX + message.id, message_doc)
+            self._save(step_sk(self.run.id, step.id), step_doc)
+            self.events.emit_many(closing)
 
     def _save(self, sk: str, doc: dict[str, Any]) -> None:
         """Write a message or step this turn opened, unless someone closed it meanwhile (cancel)."""
