@@ -523,6 +523,17 @@ async def _timed_stream(base_url: str, model: str) -> tuple[float, float, str]:
     return first or 0.0, time.perf_counter() - started, "".join(parts)
 
 
+def assert_served_concurrently(server: FakeLLM, count: int, min_response_seconds: float) -> None:
+    """The last ``count`` requests overlapped: each arrived before the one before it could have
+    been answered (a response takes at least ``min_response_seconds`` on the server). Served one
+    at a time, consecutive arrivals would be at least that far apart, however loaded the machine.
+    """
+    arrivals = sorted(r.received_at for r in server.recorded()[-count:])
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(arrivals) == count
+    assert max(gaps) < min_response_seconds, gaps
+
+
 async def test_server_alone_serves_twenty_streams_in_parallel() -> None:
     """Without litellm's per-chunk CPU cost in the way: the server itself never serialises."""
     body = {"model": "raw-bench", "messages": USER, "stream": True}
@@ -538,11 +549,9 @@ async def test_server_alone_serves_twenty_streams_in_parallel() -> None:
         limits = httpx.Limits(max_connections=50)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10, limits=limits) as client:
             single = await one(client)
-            assert 0.55 <= single < 1.0
-            started = time.perf_counter()
+            assert single >= 0.55  # 0.2 s to the first token, then 20 tokens at 50/s
             await asyncio.gather(*(one(client) for _ in range(20)))
-            wall = time.perf_counter() - started
-    assert wall < 1.6 * single, (wall, single)
+        assert_served_concurrently(server, 20, min_response_seconds=0.55)
 
 
 async def test_twenty_concurrent_streams_take_max_not_sum_time() -> None:
@@ -551,26 +560,21 @@ async def test_twenty_concurrent_streams_take_max_not_sum_time() -> None:
         await _timed_stream(server.base_url, "warmup")
         ttft, single, content = await _timed_stream(server.base_url, "bench")
         assert content == ANSWER_20
-        assert 0.18 <= ttft < 0.45
-        assert 0.55 <= single < 1.2
+        assert ttft >= 0.18 and single >= 0.55  # the server keeps its timing
 
-        started = time.perf_counter()
         results = await asyncio.gather(*(_timed_stream(server.base_url, f"bench-{i}") for i in range(20)))
-        wall = time.perf_counter() - started
         assert all(r[2] == ANSWER_20 for r in results)
-        assert wall < 3 * single, (wall, single)
         assert len(server.requests()) == 22
+        assert_served_concurrently(server, 20, min_response_seconds=0.55)
 
 
 def test_twenty_concurrent_sync_streams_from_threads() -> None:
     with FakeLLM(ttft=0.2, tps=50, default_turn=text(ANSWER_20)) as server:
-        single_started = time.perf_counter()
         list(
             litellm.completion(
                 model="openai/one", messages=USER, stream=True, api_base=server.base_url, api_key="t", max_retries=0
             )
         )
-        single = time.perf_counter() - single_started
         outputs: list[str] = []
         lock = threading.Lock()
 
@@ -587,15 +591,13 @@ def test_twenty_concurrent_sync_streams_from_threads() -> None:
             with lock:
                 outputs.append(content)
 
-        started = time.perf_counter()
         threads = [threading.Thread(target=run, args=(i,)) for i in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        wall = time.perf_counter() - started
         assert outputs == [ANSWER_20] * 20
-        assert wall < 3 * single, (wall, single)
+        assert_served_concurrently(server, 20, min_response_seconds=0.55)
 
 
 def test_per_turn_timing_overrides_server_default(fake: FakeLLM) -> None:
