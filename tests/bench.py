@@ -5,14 +5,13 @@ Run with ``make bench`` (or ``python -m tests.bench [--dynamodb local|moto]``). 
 - a fake LLM in its own process (the ``tests.harness.fake_llm`` CLI): every answer is ``WORDS``
   tokens, the first ``TTFT`` s after the response headers, then one token every 1/``TPS`` s;
 - the local stack in its own process (``tests.conftest.start_local_stack``) pointed at it;
-- DynamoDB: by default DynamoDB Local (``tests.harness.dynamodb_local``, Java), which the stack's
-  boto3 reaches through ``AWS_ENDPOINT_URL_DYNAMODB`` (no code change: Step Functions and Lambda
-  stay in moto). Why not moto's DynamoDB: its TransactWriteItems deep-copies the whole table once
-  per item of the transaction, so each transaction costs O(items in the table) (about 0.25 s at
-  5,000 items) and a benchmark would measure how much it had written so far; it also races
-  (HTTP 500, "dictionary changed size during iteration") under concurrent writes. DynamoDB Local
-  answers in 2-6 ms at any size, close to DynamoDB's own latency. ``--dynamodb moto`` measures
-  the stock local stack anyway (expect it to slow down run after run);
+- DynamoDB: by default DynamoDB Local (``tests.harness.dynamodb_local``, Java, in its own process),
+  which the stack's boto3 reaches through ``AWS_ENDPOINT_URL_DYNAMODB`` (no code change: Step
+  Functions and Lambda stay in moto). Its 2-6 ms per request, whatever the table's size, is close
+  to DynamoDB's own latency, and its CPU is not the stack's. ``--dynamodb moto`` keeps the stack's
+  own moto instead: moto then answers every DynamoDB request (a Query per stream every 20 ms) in
+  the stack's Python process, under the same GIL as the API and the agent, which more than
+  doubles the stack's CPU per run and its overhead; that measures the emulator more than the app;
 - this process is the client: the official openai SDK, ``AsyncOpenAI`` with
   ``client.beta.threads.runs.stream`` (the helper users call), all streams on one event loop.
 
@@ -38,6 +37,11 @@ Controls, so the figures can be trusted: the fake alone (raw HTTP and litellm, a
 streams); during every phase a stream straight to the fake (its ttft error and rate ratio show
 whether the fake and this client keep time under the same load); this event loop's lag; CPU used
 by our processes and by everything else on the machine.
+
+Reading the figures: the local stack is one Python process (API, agent turns, moto's Step
+Functions), so 20 streams share one GIL; on Lambda each stream and each agent turn has an execution
+environment of its own. The c=20 row measures that process's capacity on this machine (see the CPU
+table: near 1.00 core means saturated), not Lambda's.
 
 A MISS is reported, not failed: the exit status is non-zero only if the fake, DynamoDB or the
 stack cannot start, or no run completes.
@@ -562,36 +566,24 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
             print(f"          failure: {error[:300]}")
 
     print()
-    print("  Where the time to first delta goes (p50 ms; a segment ends when its event reached the client)")
-    segments = [
-        ("create-run sent -> thread.run.created", None, "thread.run.created", 0.0),
-        (
-            "-> thread.run.in_progress (state machine starts the agent)",
-            "thread.run.created",
-            "thread.run.in_progress",
-            0.0,
-        ),
-        (
-            "-> thread.message.created, minus upstream ttft",
-            "thread.run.in_progress",
-            "thread.message.created",
-            upstream,
-        ),
-        ("-> first thread.message.delta", "thread.message.created", None, 0.0),
-    ]
+    print("  When each event reached the client, ms after the create-run request was sent (p50)")
     print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
-    for label, begin, end, minus in segments:
+    milestones = [
+        ("thread.run.created", "thread.run.created (the API wrote the run, first poll)"),
+        ("thread.run.in_progress", "thread.run.in_progress (the state machine started the agent)"),
+        ("thread.message.created", "thread.message.created (written with the first token)"),
+        (None, "first thread.message.delta"),
+    ]
+    for event, label in milestones:
         cells = []
         for concurrency in levels:
-            values = []
-            for r in (r for r in _runs(phases, concurrency) if r.ok):
-                if begin is not None and begin not in r.milestones:
-                    continue
-                finish = r.milestones.get(end) if end else r.latency
-                if finish is not None:
-                    values.append((finish - (r.milestones[begin] if begin else 0.0) - minus) * ms)
+            good = [r for r in _runs(phases, concurrency) if r.ok]
+            values = [
+                (r.milestones[event] if event else r.latency) * ms for r in good if not event or event in r.milestones
+            ]
             cells.append(f"{pct(values, 50):7.1f}")
         print(f"  {label:<60} " + " ".join(cells))
+    print(f"  {'  of which the upstream ttft':<60} " + " ".join(f"{upstream * ms:7.1f}" for _ in levels))
 
     print()
     print("  CPU during the measured phases (cores busy on average; 1.00 = one core)")
@@ -693,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
                 dynamodb = start_dynamodb_local()
             except Exception as error:
                 print(f"  warning: DynamoDB Local unavailable ({str(error)[:200]})", flush=True)
-                print("  using moto's DynamoDB, whose transactions slow down as its table grows", flush=True)
+                print("  using moto's DynamoDB, in the stack's process: slower, see --dynamodb", flush=True)
             else:
                 env.update(STACK_CREDENTIALS, AWS_ENDPOINT_URL_DYNAMODB=dynamodb.endpoint_url)
                 backend = "DynamoDB Local"
