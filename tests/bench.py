@@ -92,7 +92,7 @@ TARGET_THROUGHPUT_RATIO = 0.95
 
 MODEL = "openai/bench"
 TOKEN_RE = re.compile(r"\s*\S+|\s+")  # how the fake splits its answer (tests.harness.fake_llm._TOKEN_RE)
-# Events whose arrival splits the time to first delta into segments (see report()).
+# Events whose arrival times (after the create-run request) report() shows besides the first delta.
 MILESTONES = ("thread.run.created", "thread.run.in_progress", "thread.message.created")
 
 
