@@ -72,6 +72,7 @@ import httpx  # noqa: E402
 
 from tests.conftest import ROOT, start_local_stack, stop  # noqa: E402
 from tests.harness.local_stack import free_port  # noqa: E402
+from tests.harness.processes import terminate, wait_until_healthy  # noqa: E402
 
 # ------------------------------------------------------------------ parameters
 
@@ -165,18 +166,8 @@ def start_fake(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_pythonpath_env())
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fake LLM exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, f"{url}/v1"
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("fake LLM did not become healthy")
+    wait_until_healthy(process, f"{url}/health", log_path, "fake LLM", timeout=30)
+    return process, f"{url}/v1"
 
 
 # DynamoDB Local keeps one database per access key and region (without -sharedDb): the tables
@@ -205,16 +196,6 @@ def start_dynamodb_local() -> Any:
         local.stop()
         raise
     return local
-
-
-def terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class Background:

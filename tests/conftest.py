@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.harness.local_stack import free_port
+from tests.harness.processes import terminate, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,26 +40,12 @@ def start_local_stack(log_path: Path, extra_env: dict[str, str]) -> tuple[subpro
         [sys.executable, "-m", "tests.harness.local_stack"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"local stack exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"local stack did not become healthy:\n{log_path.read_text()}")
+    wait_until_healthy(process, f"{url}/health", log_path, "local stack", timeout=90)
+    return process, url
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    terminate(process)
 
 
 @pytest.fixture(scope="session")

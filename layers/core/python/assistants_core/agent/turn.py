@@ -17,8 +17,8 @@ from aws_lambda_powertools import Logger
 
 from ..config import settings
 from ..ids import new_id, now
-from ..repository import MESSAGE_PREFIX, ConcurrentModification, Repository
-from ..services.lifecycle import RunRef, fail, load_run, step_sk, transition
+from ..repository import MESSAGE_PREFIX, ConcurrentModification, Repository, step_prefix, step_sk
+from ..services.lifecycle import RunRef, fail, load_run, transition
 from ..services.run_events import RunEventWriter
 from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
@@ -80,7 +80,7 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
 
 def _apply_tool_outputs(repo: Repository, ref: RunRef, outputs: dict[str, str], events: RunEventWriter) -> None:
     """Complete the tool-calls step with the submitted outputs (the claim stored them on the run)."""
-    steps = repo.list(ref.pk, f"STEP#{ref.run_id}#", limit=100, order="desc").items
+    steps = repo.list(ref.pk, step_prefix(ref.run_id), limit=100, order="desc").items
     for doc in steps:
         step = RunStep.model_validate(doc)
         if step.type != "tool_calls" or step.status != "in_progress":

@@ -12,13 +12,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..ids import now
-from ..repository import THREAD_SK, ConcurrentModification, Repository, StoredDoc, thread_pk
+from ..repository import (
+    RUN_PREFIX,
+    THREAD_SK,
+    ConcurrentModification,
+    Repository,
+    StoredDoc,
+    step_prefix,
+    step_sk,
+    thread_pk,
+)
 from ..types import Run, RunStep
 from ..types.events import run_event
 from ..types.run import TERMINAL_STATUSES, LastError
 from .run_events import RunEventWriter
-
-RUN_PREFIX = "RUN#"
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,6 @@ class RunRef:
     @property
     def sk(self) -> str:
         return RUN_PREFIX + self.run_id
-
-
-def step_sk(run_id: str, step_id: str) -> str:
-    return f"STEP#{run_id}#{step_id}"
 
 
 def load_run(repo: Repository, ref: RunRef) -> Run | None:
@@ -141,7 +144,7 @@ def close_open_steps(
     repo: Repository, ref: RunRef, status: str, events: RunEventWriter | None, last_error: LastError | None = None
 ) -> None:
     """Mark the run's in-progress steps failed, cancelled or expired."""
-    page = repo.list(ref.pk, f"STEP#{ref.run_id}#", limit=100, order="asc")
+    page = repo.list(ref.pk, step_prefix(ref.run_id), limit=100, order="asc")
     for doc in page.items:
         step = RunStep.model_validate(doc)
         if step.status != "in_progress":

@@ -16,7 +16,7 @@ from ..config import settings
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..ids import new_id, now
 from ..orchestrator import RunOrchestrator
-from ..repository import THREAD_SK, ConcurrentModification, Repository, thread_pk
+from ..repository import RUN_PREFIX, THREAD_SK, ConcurrentModification, Repository, step_prefix, step_sk, thread_pk
 from ..types import (
     Assistant,
     ListPage,
@@ -31,7 +31,7 @@ from ..types import (
 )
 from ..types.events import THREAD_CREATED, run_event
 from .assistants import get_assistant
-from .lifecycle import RUN_PREFIX, RunRef, close_open_steps, fail, load_run, transition
+from .lifecycle import RunRef, close_open_steps, fail, load_run, transition
 from .messages import build_message, message_sk
 from .pagination import ListParams, to_list_page
 from .run_events import RunEventWriter
@@ -260,11 +260,11 @@ def _check_outputs(run: Run, params: SubmitToolOutputsParams) -> dict[str, str]:
 
 def list_steps(repo: Repository, ref: RunRef, params: ListParams) -> ListPage[RunStep]:
     get_run(repo, ref)
-    return to_list_page(repo.list(ref.pk, f"STEP#{ref.run_id}#", **params.query()), RunStep)
+    return to_list_page(repo.list(ref.pk, step_prefix(ref.run_id), **params.query()), RunStep)
 
 
 def get_step(repo: Repository, ref: RunRef, step_id: str) -> RunStep:
-    doc = repo.get_doc(ref.pk, f"STEP#{ref.run_id}#{step_id}")
+    doc = repo.get_doc(ref.pk, step_sk(ref.run_id, step_id))
     if doc is None:
         get_run(repo, ref)
         raise NotFoundError.for_object("run step", step_id, param="step_id")

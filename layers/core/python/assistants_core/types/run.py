@@ -23,7 +23,6 @@ RunStatus = Literal[
     "incomplete",
     "expired",
 ]
-ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
 TERMINAL_STATUSES: frozenset[str] = frozenset({"cancelled", "failed", "completed", "incomplete", "expired"})
 
 
