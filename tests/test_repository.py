@@ -616,34 +616,50 @@ def test_append_events_takes_each_seq_once(repo: Repository) -> None:
     assert repo.last_event_seq(pk) == 0
     assert repo.read_events(pk, 0) == []
 
-    repo.append_events(pk, 1, [("thread.run.created", {"n": 1})], ttl=1_900_000_000)
+    assert repo.append_events(pk, 1, [("thread.run.created", {"n": 1})], ttl=1_900_000_000) == 1
     with pytest.raises(ConcurrentModification):
         repo.append_events(pk, 1, [("thread.run.queued", {"n": "taken"})], ttl=1_900_000_000)
 
-    repo.append_events(
+    # One append is one log item, however many events it holds.
+    written = repo.append_events(
         pk, 2, [("thread.run.queued", {"n": 2}), ("thread.run.in_progress", {"n": 3})], ttl=1_900_000_000
     )
-    assert repo.last_event_seq(pk) == 3
+    assert written == 1
+    assert repo.last_event_seq(pk) == 2
+    with pytest.raises(ConcurrentModification):
+        repo.append_events(pk, 2, [("a", {}), ("b", {}), ("c", {})], ttl=1_900_000_000)
 
-    # A batch that collides on its first seq writes none of its events.
+    # An append too large for one item spreads over several, all or nothing: colliding on its
+    # last item writes none of them.
+    big = [(f"big.{i}", {"text": "x" * 120_000}) for i in range(5)]
+    repo.append_events(pk, 5, [("thread.message.delta", {"n": 5})], ttl=1_900_000_000)
     with pytest.raises(ConcurrentModification):
-        repo.append_events(pk, 3, [("a", {}), ("b", {}), ("c", {})], ttl=1_900_000_000)
-    # ...nor when it collides on its last.
-    repo.append_events(pk, 6, [("thread.message.delta", {"n": 6})], ttl=1_900_000_000)
-    with pytest.raises(ConcurrentModification):
-        repo.append_events(pk, 4, [("d", {}), ("e", {}), ("f", {})], ttl=1_900_000_000)
-    assert [seq for seq, _, _ in repo.read_events(pk, 0)] == [1, 2, 3, 6]
-    assert repo.last_event_seq(pk) == 6
+        repo.append_events(pk, 3, big, ttl=1_900_000_000)
+    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 0)] == [
+        (1, "thread.run.created"),
+        (2, "thread.run.queued"),
+        (2, "thread.run.in_progress"),
+        (5, "thread.message.delta"),
+    ]
+    assert repo.append_events(pk, 6, big, ttl=1_900_000_000) == 3
+    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 5)] == [
+        (6, "big.0"),
+        (6, "big.1"),
+        (7, "big.2"),
+        (7, "big.3"),
+        (8, "big.4"),
+    ]
+    assert repo.last_event_seq(pk) == 8
 
     item = repo.table.get_item(Key={"PK": pk, "SK": event_sk(2)}, ConsistentRead=True)["Item"]
-    assert item["ttl"] == 1_900_000_000 and item["event"] == "thread.run.queued"
+    assert item["ttl"] == 1_900_000_000 and item["names"] == ["thread.run.queued", "thread.run.in_progress"]
 
 
 def test_read_events_after_a_seq_in_order(repo: Repository) -> None:
     pk = run_log_pk(TENANT, "run_1")
     events = [(f"event.{seq}", {"seq": seq, "text": "x" * seq}) for seq in range(1, 13)]
-    repo.append_events(pk, 1, events[:1], ttl=1_900_000_000)
-    repo.append_events(pk, 2, events[1:], ttl=1_900_000_000)
+    for seq, event in enumerate(events, start=1):
+        repo.append_events(pk, seq, [event], ttl=1_900_000_000)
     repo.append_events(run_log_pk(TENANT, "run_2"), 1, [("other.run", {})], ttl=1_900_000_000)
     repo.create(pk, "FIN", {"id": "not an event"})  # sorts after EVT#, must not be read as one
 

@@ -1,4 +1,4 @@
-"""Step Functions task: one model turn of a run (invoked with {tenant, thread_id, run_id})."""
+"""Step Functions task: one model turn of a run (invoked with {tenant, thread_id, run_id, event_seq})."""
 
 from typing import Any
 
@@ -22,9 +22,11 @@ conversation.warm_up()
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event["run_id"], thread_id=event["thread_id"])
-    outcome = run_agent_step(default_repository(), event["tenant"], event["thread_id"], event["run_id"])
+    outcome = run_agent_step(
+        default_repository(), event["tenant"], event["thread_id"], event["run_id"], int(event.get("event_seq") or 0)
+    )
     # How turns end (completed, requires_action, failed, ...): the service's health at a glance.
     metrics.add_dimension(name="outcome", value=outcome["status"])
     metrics.add_metric(name="AgentTurns", unit=MetricUnit.Count, value=1)

@@ -14,24 +14,26 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from .config import settings
+from .config import boto_config, settings
 
 
 class RunOrchestrator:
     def __init__(self, state_machine_arn: str | None = None, client: Any = None) -> None:
         self.state_machine_arn = state_machine_arn or settings().state_machine_arn
-        self.client = client or boto3.client("stepfunctions")
+        self.client = client or boto3.client("stepfunctions", config=boto_config())
 
     def execution_arn(self, run_id: str) -> str:
         # arn:aws:states:<region>:<account>:stateMachine:<name> -> ...:execution:<name>:<run_id>
         prefix, _, name = self.state_machine_arn.rpartition(":stateMachine:")
         return f"{prefix}:execution:{name}:{run_id}"
 
-    def start(self, tenant: str, thread_id: str, run_id: str) -> None:
+    def start(self, tenant: str, thread_id: str, run_id: str, *, event_seq: int = 0) -> None:
+        """Start the run's execution; ``event_seq`` is the last event the API logged (0: unknown)."""
+        turn = {"status": "queued", "event_seq": event_seq}
         self.client.start_execution(
             stateMachineArn=self.state_machine_arn,
             name=run_id,
-            input=json.dumps({"tenant": tenant, "thread_id": thread_id, "run_id": run_id}),
+            input=json.dumps({"tenant": tenant, "thread_id": thread_id, "run_id": run_id, "turn": turn}),
         )
 
     def resume(self, task_token: str) -> None:

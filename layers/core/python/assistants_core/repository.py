@@ -36,7 +36,7 @@ import boto3
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
-from .config import settings
+from .config import boto_config, settings
 
 Order = Literal["asc", "desc"]
 Doc = dict[str, Any]
@@ -93,6 +93,8 @@ ASSISTANT_PREFIX = "ASST#"
 MESSAGE_PREFIX = "MSG#"
 RUN_PREFIX = "RUN#"
 EVENT_PREFIX = "EVT#"
+# DynamoDB items hold at most 400 KB; an append larger than this spreads over several items.
+EVENT_ITEM_BYTES = 300_000
 API_KEYS_PK = "APIKEY"
 API_KEY_PREFIX = "KEY#"
 
@@ -122,7 +124,7 @@ def _transaction_reasons(error: ClientError) -> list[str] | None:
 
 class Repository:
     def __init__(self, table_name: str | None = None, dynamodb: Any = None) -> None:
-        resource = dynamodb or boto3.resource("dynamodb")
+        resource = dynamodb or boto3.resource("dynamodb", config=boto_config())
         self.table = resource.Table(table_name or settings().table_name)
         self.client = self.table.meta.client
 
@@ -142,10 +144,7 @@ class Repository:
 
     def get(self, pk: str, sk: str) -> StoredDoc | None:
         item = self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version")}
-        return StoredDoc(doc=json.loads(item["doc"]), version=int(item["version"]), attributes=attributes)
+        return None if item is None else _stored(item)
 
     def get_doc(self, pk: str, sk: str) -> Doc | None:
         stored = self.get(pk, sk)
@@ -247,13 +246,18 @@ class Repository:
 
     def partition(self, pk: str) -> builtins.list[Doc]:
         """Every object under a partition key, in sort-key order (a thread and all it holds)."""
+        return [stored.doc for stored in self.partition_stored(pk).values()]
+
+    def partition_stored(self, pk: str) -> dict[str, StoredDoc]:
+        """:meth:`partition` with versions and attributes, by sort key: one read where a turn
+        needs both an object (the run) and everything beside it (the thread's messages)."""
         kwargs: dict[str, Any] = {"KeyConditionExpression": Key("PK").eq(pk), "ConsistentRead": True}
-        docs: builtins.list[Doc] = []
+        found: dict[str, StoredDoc] = {}
         while True:
             response = self.table.query(**kwargs)
-            docs.extend(json.loads(item["doc"]) for item in response["Items"] if "doc" in item)
+            found.update((str(item["SK"]), _stored(item)) for item in response["Items"] if "doc" in item)
             if "LastEvaluatedKey" not in response:
-                return docs
+                return found
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def delete_partition(self, pk: str) -> None:
@@ -437,13 +441,14 @@ class Repository:
 
     # ------------------------------------------------------------ run event log
 
-    def op_put_event(self, pk: str, seq: int, name: str, data: Doc, *, ttl: int) -> dict[str, Any]:
-        """The Put of one run event at sequence number ``seq`` (fails if the number is taken)."""
+    def op_put_events(self, pk: str, seq: int, events: builtins.list[tuple[str, str]], *, ttl: int) -> dict[str, Any]:
+        """The Put of one log item at number ``seq`` holding events as (name, JSON data); fails
+        if the number is taken."""
         item = {
             "PK": pk,
             "SK": event_sk(seq),
-            "event": name,
-            "data": json.dumps(data, separators=(",", ":")),
+            "names": [name for name, _ in events],
+            "data": [data for _, data in events],
             TTL_ATTRIBUTE: ttl,
         }
         return {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}}
@@ -456,16 +461,20 @@ class Repository:
         *,
         ttl: int,
         with_ops: builtins.list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Append events at ``first_seq``, ``first_seq + 1``...; all or nothing.
+    ) -> int:
+        """Append events to a run's log as items ``first_seq``, ``first_seq + 1``...; all or
+        nothing. Returns how many items that took.
 
+        One item holds a whole append (several items only past EVENT_ITEM_BYTES), so the first
+        token's write, with its message and step, is a three-item transaction, not seven.
         ``with_ops`` (from the ``op_*`` builders) are written in the same transaction, so a
         change and the event that announces it happen together or not at all.
         Raises EventSequenceTaken if another writer already took one of the numbers, and
         ConcurrentModification if one of ``with_ops``' own conditions failed.
         """
         own = list(with_ops or [])
-        operations = own + [self.op_put_event(pk, first_seq + i, n, d, ttl=ttl) for i, (n, d) in enumerate(events)]
+        groups = _pack([(name, json.dumps(data, separators=(",", ":"))) for name, data in events])
+        operations = own + [self.op_put_events(pk, first_seq + i, group, ttl=ttl) for i, group in enumerate(groups)]
         if len(operations) > 100:  # one transaction at most: all or nothing
             raise ValueError(f"write at most 100 items at once, not {len(operations)}")
         if len(operations) == 1 and not own:
@@ -475,23 +484,27 @@ class Repository:
                 if _is_conditional_failure(error):
                     raise EventSequenceTaken(pk) from error
                 raise
-            return
+            return len(groups)
         try:
             self.transact(operations)
         except TransactionConflict as conflict:
             if any(reason not in ("None", "") for reason in conflict.reasons[: len(own)]):
                 raise ConcurrentModification(f"{pk}: {conflict.reasons}") from conflict
             raise EventSequenceTaken(pk) from conflict
+        return len(groups)
 
-    def read_events(self, pk: str, after_seq: int, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
-        """Events after ``after_seq``, oldest first, as (seq, name, JSON data); strongly consistent."""
+    def read_events(self, pk: str, after_seq: int, limit: int = 100) -> builtins.list[tuple[int, str, str]]:
+        """Events in log items after ``after_seq`` (at most ``limit`` items), oldest first, as
+        (item number, name, JSON data); strongly consistent."""
         response = self.table.query(
             KeyConditionExpression=Key("PK").eq(pk) & Key("SK").between(event_sk(after_seq + 1), event_sk(10**10 - 1)),
             ConsistentRead=True,
             Limit=limit,
         )
         return [
-            (int(item["SK"][len(EVENT_PREFIX) :]), str(item["event"]), str(item["data"])) for item in response["Items"]
+            (int(item["SK"][len(EVENT_PREFIX) :]), str(name), str(data))
+            for item in response["Items"]
+            for name, data in zip(item["names"], item["data"], strict=True)
         ]
 
     def last_event_seq(self, pk: str) -> int:
@@ -517,6 +530,25 @@ class Repository:
             item[TTL_ATTRIBUTE] = ttl
         item.update(attributes)
         return item
+
+
+def _pack(events: builtins.list[tuple[str, str]]) -> builtins.list[builtins.list[tuple[str, str]]]:
+    """Group serialized events into log items under EVENT_ITEM_BYTES each, keeping their order."""
+    groups: builtins.list[builtins.list[tuple[str, str]]] = [[]]
+    size = 0
+    for name, data in events:
+        cost = len(name) + len(data.encode())
+        if groups[-1] and size + cost > EVENT_ITEM_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, data))
+        size += cost
+    return groups
+
+
+def _stored(item: dict[str, Any]) -> StoredDoc:
+    attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version")}
+    return StoredDoc(doc=json.loads(item["doc"]), version=int(item["version"]), attributes=attributes)
 
 
 @lru_cache(maxsize=1)

@@ -31,17 +31,21 @@ logger = Logger()
 CANCEL_CHECK_SECONDS = 1.0
 
 
-def run_agent_step(repo: Repository, tenant: str, thread_id: str, run_id: str) -> dict[str, str]:
+def run_agent_step(repo: Repository, tenant: str, thread_id: str, run_id: str, event_seq: int = 0) -> dict[str, Any]:
+    """One turn; returns the run's status and the last event number, which the state machine
+    hands to the next turn (``event_seq``: 0 if unknown)."""
     ref = RunRef(tenant, thread_id, run_id)
-    events = RunEventWriter(repo, tenant, run_id)
+    events = RunEventWriter(repo, tenant, run_id, next_seq=event_seq + 1 if event_seq > 0 else None)
     try:
-        return {"status": _step(repo, ref, events)}
+        status = _step(repo, ref, events)
     finally:
         events.close()
+    return {"status": status, "event_seq": events.known_last_seq}
 
 
 def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
-    stored = repo.get(ref.pk, ref.sk)
+    thread_items = repo.partition_stored(ref.pk)  # the run and its thread's messages in one read
+    stored = thread_items.get(ref.sk)
     if stored is None:
         return "missing"  # the thread was deleted
     run = Run.model_validate(stored.doc)
@@ -55,7 +59,7 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
         _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
         events.emit(ev.run_event("queued"), run)
     # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
-    prefetch = None if outputs else Turn(repo, ref, run, events).start_model()
+    prefetch = None if outputs else Turn(repo, ref, run, events).start_model([s.doc for s in thread_items.values()])
     started = transition(
         repo,
         ref,
@@ -140,8 +144,8 @@ class Turn:
 
     # ------------------------------------------------------------ the turn
 
-    def start_model(self) -> Prefetch | None:
-        request, prompt_tokens = self._request(self.run.usage or Usage())
+    def start_model(self, thread_items: list[dict[str, Any]]) -> Prefetch | None:
+        request, prompt_tokens = self._request(self.run.usage or Usage(), thread_items)
         if request is None or (request.max_tokens is not None and request.max_tokens <= 0):
             return None  # execute() ends the run incomplete
         return Prefetch(request, prompt_tokens)
@@ -187,9 +191,14 @@ class Turn:
         self._close_message(incomplete=False, usage=usage)
         return self._finish("completed", usage)
 
-    def _request(self, used: Usage) -> tuple[ModelRequest | None, int]:
+    def _request(
+        self, used: Usage, thread_items: list[dict[str, Any]] | None = None
+    ) -> tuple[ModelRequest | None, int]:
+        """The model call for this turn, from the thread's messages and the run's steps (read
+        now unless the caller already has them)."""
         run = self.run
-        thread_items = self.repo.partition(self.ref.pk)  # messages and steps in one read
+        if thread_items is None:
+            thread_items = self.repo.partition(self.ref.pk)
         messages = [Message.model_validate(d) for d in thread_items if d.get("object") == "thread.message"]
         steps = [
             RunStep.model_validate(d)

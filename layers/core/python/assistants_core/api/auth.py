@@ -33,8 +33,8 @@ def request_context(request: Request) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def tenant_id(request: Request) -> str:
-    """FastAPI dependency: the authenticated tenant, or a 401 in OpenAI's shape."""
+async def tenant_id(request: Request) -> str:
+    """FastAPI dependency: the authenticated tenant, or a 401 in OpenAI's shape (async: it never blocks)."""
     authorizer = request_context(request).get("authorizer") or {}
     tenant = authorizer.get("tenantId") if isinstance(authorizer, dict) else None
     if not tenant:

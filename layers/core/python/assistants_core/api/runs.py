@@ -34,7 +34,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connecti
 Include = Annotated[list[str] | None, Query(alias="include[]")]
 
 
-def orchestrator() -> RunOrchestrator:
+async def orchestrator() -> RunOrchestrator:
     return default_orchestrator()
 
 

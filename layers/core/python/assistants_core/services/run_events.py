@@ -1,7 +1,8 @@
 """The run's event log: what a streamed run sends, appended to DynamoDB as it happens.
 
-Writers (the API that creates the run, the agent step, cancel) append numbered events; the
-streaming endpoint tails the log with consistent reads and turns it into SSE. Decoupling the
+Writers (the API that creates the run, the agent step, cancel) append events; each append is
+one numbered log item (or a few, if very large). The streaming endpoint tails the log with
+consistent reads and turns it into SSE. Decoupling the
 two is what lets a client disconnect without stopping the run, and lets a stream resume
 after ``submit_tool_outputs`` from where the run continues.
 
@@ -35,9 +36,11 @@ def _as_data(data: BaseModel | dict[str, Any]) -> dict[str, Any]:
 
 
 class RunEventWriter:
-    """Appends a run's events with sequence numbers; safe to use from several threads."""
+    """Appends a run's events as numbered log items; safe to use from several threads."""
 
     def __init__(self, repo: Repository, tenant: str, run_id: str, *, next_seq: int | None = None) -> None:
+        """``next_seq`` is where the log is believed to continue (None: look it up). A stale
+        guess costs one failed conditional write, then a lookup."""
         self.repo = repo
         self.pk = run_log_pk(tenant, run_id)
         self._next_seq = next_seq
@@ -54,6 +57,12 @@ class RunEventWriter:
             if self._next_seq is None:
                 self._next_seq = self.repo.last_event_seq(self.pk) + 1
             return self._next_seq - 1
+
+    @property
+    def known_last_seq(self) -> int:
+        """The last sequence number written, as far as this writer knows without a read (0: unknown)."""
+        with self._lock:
+            return self._next_seq - 1 if self._next_seq is not None else 0
 
     def emit(self, name: str, data: BaseModel | dict[str, Any]) -> None:
         """Append one event now, after any deltas still waiting."""
@@ -118,11 +127,11 @@ class RunEventWriter:
         for _ in range(10):
             first = self.last_seq + 1
             try:
-                self.repo.append_events(self.pk, first, events, ttl=ttl, with_ops=with_ops)
+                written = self.repo.append_events(self.pk, first, events, ttl=ttl, with_ops=with_ops)
             except EventSequenceTaken:
                 self._next_seq = None  # another writer (cancel) took the number: re-read the end
                 continue
-            self._next_seq = first + len(events)
+            self._next_seq = first + written
             self._last_flush = time.monotonic()
             return
         raise ConcurrentModification(f"{self.pk}: could not append events")

@@ -124,7 +124,7 @@ def create_run(
             raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
         raise
     try:
-        orchestrator.start(tenant, thread_id, run.id)
+        orchestrator.start(tenant, thread_id, run.id, event_seq=events.known_last_seq)
     except Exception:
         fail(repo, ref, "server_error", "The run could not be started.", events)
         raise
