@@ -39,11 +39,32 @@ def _serialized(app: Any) -> Any:
     return application
 
 
+def _with_routes(app: Any, routes: dict[str, Any]) -> Any:
+    """Serve a few extra paths (the local stack's own, such as fault injection) beside moto."""
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        route = routes.get(environ.get("PATH_INFO", ""))
+        return (route or app)(environ, start_response)
+
+    return application
+
+
 class SerializedMotoServer(ThreadedMotoServer):
-    """moto in a thread (as ThreadedMotoServer), answering one DynamoDB request at a time."""
+    """moto in a thread (as ThreadedMotoServer), answering one DynamoDB request at a time.
+
+    ``routes`` maps extra paths to WSGI apps served on the same port, ahead of moto.
+    """
+
+    def __init__(
+        self, ip_address: str = "0.0.0.0", port: int = 5000, verbose: bool = True, routes: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=verbose)
+        self._routes = dict(routes or {})
 
     def _server_entry(self) -> None:
         app = _serialized(DomainDispatcherApplication(create_backend_app))
+        if self._routes:
+            app = _with_routes(app, self._routes)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
