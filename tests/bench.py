@@ -4,14 +4,16 @@ Run with ``make bench`` (or ``python -m tests.bench [--dynamodb local|moto]``). 
 
 - a fake LLM in its own process (the ``tests.harness.fake_llm`` CLI): every answer is ``WORDS``
   tokens, the first ``TTFT`` s after the response headers, then one token every 1/``TPS`` s;
-- the local stack in its own process (``tests.conftest.start_local_stack``) pointed at it;
+- the local stack (``tests.conftest.start_local_stack``) pointed at it: two processes, the API
+  (gateway, API functions, stream polling) and its child, the emulated AWS (moto, Step Functions,
+  and the agent step that Step Functions invokes);
 - DynamoDB: by default DynamoDB Local (``tests.harness.dynamodb_local``, Java, in its own process),
-  which the stack's boto3 reaches through ``AWS_ENDPOINT_URL_DYNAMODB`` (no code change: Step
-  Functions and Lambda stay in moto). Its 2-6 ms per request, whatever the table's size, is close
-  to DynamoDB's own latency, and its CPU is not the stack's. ``--dynamodb moto`` keeps the stack's
-  own moto instead: moto then answers every DynamoDB request (a Query per stream every 20 ms) in
-  the stack's Python process, under the same GIL as the API and the agent, which more than
-  doubles the stack's CPU per run and its overhead; that measures the emulator more than the app;
+  which the stack's boto3 (and the emulated Step Functions) reach through
+  ``AWS_ENDPOINT_URL_DYNAMODB``, with no code change. Its 2-12 ms per request, whatever the
+  table's size, is close to DynamoDB's own latency, and its CPU is not the stack's.
+  ``--dynamodb moto`` keeps moto's DynamoDB instead, in the emulated AWS process, where every
+  stream's Query every 20 ms competes with the agent turns for one GIL: that measures the
+  emulator more than the app;
 - this process is the client: the official openai SDK, ``AsyncOpenAI`` with
   ``client.beta.threads.runs.stream`` (the helper users call), all streams on one event loop.
 
@@ -38,10 +40,11 @@ streams); during every phase a stream straight to the fake (its ttft error and r
 whether the fake and this client keep time under the same load); this event loop's lag; CPU used
 by our processes and by everything else on the machine.
 
-Reading the figures: the local stack is one Python process (API, agent turns, moto's Step
-Functions), so 20 streams share one GIL; on Lambda each stream and each agent turn has an execution
-environment of its own. The c=20 row measures that process's capacity on this machine (see the CPU
-table: near 1.00 core means saturated), not Lambda's.
+Reading the figures: the local stack is two Python processes on this machine's cores, the API
+(every stream's polling) and the emulated AWS (every agent turn, and litellm parsing every
+token), so 20 streams share two GILs; on Lambda each stream and each agent turn has an execution
+environment of its own. The c=20 row measures those processes' capacity on this machine (see the
+CPU table, and litellm's own rate at 20 streams in the first table), not Lambda's.
 
 A MISS is reported, not failed: the exit status is non-zero only if the fake, DynamoDB or the
 stack cannot start, or no run completes.
@@ -220,6 +223,18 @@ class Background:
         return self.result
 
 
+def child_pid(parent: int) -> int | None:
+    """The local stack's child process (the emulated AWS with the agent step), from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:  # the field after the state is the parent's pid
+            return int(stat.parent.name)
+    return None
+
+
 class CpuMeter:
     """CPU time of our processes and of the whole machine, from /proc (Linux)."""
 
@@ -287,9 +302,13 @@ async def fake_direct(http: httpx.AsyncClient, base_url: str, *, whole: bool = T
     return ControlSample(first - t_send, ((count - 1) / (last - first)) / TPS)
 
 
-async def fake_via_litellm(base_url: str) -> float:
+async def fake_via_litellm(base_url: str, *, whole: bool = False) -> ControlSample:
+    """One streamed completion through litellm, as the agent step makes it: ttft, and with
+    ``whole`` the token rate over the full answer (else the stream is dropped after the first token)."""
     import litellm
 
+    first = last = None
+    count = 0
     t_send = time.perf_counter()
     response = await litellm.acompletion(
         model=MODEL,
@@ -302,10 +321,16 @@ async def fake_via_litellm(base_url: str) -> float:
     try:
         async for chunk in response:
             if chunk.choices and chunk.choices[0].delta.content:
-                return time.perf_counter() - t_send
+                last = time.perf_counter()
+                first = first or last
+                count += 1
+                if not whole:
+                    return ControlSample(first - t_send, float("nan"))
     finally:
         await response.aclose()  # drop the rest of the answer
-    raise RuntimeError("litellm streamed no content")
+    if first is None or last is None or last <= first:
+        raise RuntimeError("litellm streamed no content")
+    return ControlSample(first - t_send, ((count - 1) / (last - first)) / TPS)
 
 
 async def calibrate(base_url: str) -> dict[str, list[float]]:
@@ -318,8 +343,16 @@ async def calibrate(base_url: str) -> dict[str, list[float]]:
         out["raw c=20"] = [s.ttft for s in burst]
         out["raw c=20 rate"] = [s.rate_ratio for s in burst]
     await fake_via_litellm(base_url)  # litellm's first call imports much of itself
-    out["litellm c=1"] = [await fake_via_litellm(base_url) for _ in range(CALIBRATION_RUNS)]
-    out["litellm c=20"] = list(await asyncio.gather(*(fake_via_litellm(base_url) for _ in range(HIGH))))
+    out["litellm c=1"] = [(await fake_via_litellm(base_url)).ttft for _ in range(CALIBRATION_RUNS)]
+    out["litellm c=20"] = [s.ttft for s in await asyncio.gather(*(fake_via_litellm(base_url) for _ in range(HIGH)))]
+    # What the model client alone costs: CPU per whole answer, and the rate it keeps at 20 streams
+    # in one process (the local stack runs every agent turn in one process, too).
+    started = time.process_time()
+    for _ in range(3):
+        await fake_via_litellm(base_url, whole=True)
+    out["litellm cpu per answer"] = [(time.process_time() - started) / 3]
+    burst = await asyncio.gather(*(fake_via_litellm(base_url, whole=True) for _ in range(HIGH)))
+    out["litellm c=20 rate"] = [s.rate_ratio for s in burst]
     return out
 
 
@@ -502,6 +535,12 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
         print(f"  {label:<40} {len(values):>3} {pct(values, 50):8.1f} {pct(values, 95):8.1f} {max(values):8.1f}")
     rates = calibration["raw c=20 rate"]
     print(f"  token rate of {HIGH} raw streams / {TPS:.0f}: min {min(rates):.3f}, p50 {pct(rates, 50):.3f}")
+    rates = calibration["litellm c=20 rate"]
+    print(
+        f"  token rate of {HIGH} litellm streams in one process / {TPS:.0f}: min {min(rates):.3f}, "
+        f"p50 {pct(rates, 50):.3f}; litellm's CPU per {WORDS}-token answer: "
+        f"{calibration['litellm cpu per answer'][0] * ms:.0f} ms"
+    )
     print(f"  upstream ttft subtracted below: {upstream * ms:.1f} ms (raw HTTP, 1 stream, p50)")
     print()
     print(f"Streamed runs, local stack with {backend}")
@@ -570,7 +609,8 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
     print("  CPU during the measured phases (cores busy on average; 1.00 = one core)")
     print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
     processes = [
-        ("stack", "local stack (one Python process: API, agent, moto)"),
+        ("stack", "local stack: API process (gateway, API functions, stream polling)"),
+        ("aws", "local stack: emulated AWS process (moto, Step Functions, agent)"),
         ("dynamodb", "DynamoDB Local (Java)"),
         ("fake", "fake LLM"),
         ("client", "this client"),
@@ -584,11 +624,14 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
             name: sum(p.cpu.get(name, 0.0) * p.wall for p in selected) / wall for name, _ in processes
         }
         count = sum(len(p.runs) for p in selected) or 1
-        usage[concurrency]["stack ms/run"] = sum(p.cpu.get("stack", 0.0) * p.wall for p in selected) / count * ms
+        usage[concurrency]["stack ms/run"] = (
+            sum((p.cpu.get("stack", 0.0) + p.cpu.get("aws", 0.0)) * p.wall for p in selected) / count * ms
+        )
     for name, label in processes:
         if any(name in p.cpu for p in phases):
             print(f"  {label:<60} " + " ".join(f"{usage[c][name]:7.2f}" for c in levels))
-    print(f"  {'stack CPU per run (ms)':<60} " + " ".join(f"{usage[c]['stack ms/run']:7.0f}" for c in levels))
+    per_run = " ".join(f"{usage[c]['stack ms/run']:7.0f}" for c in levels)
+    print(f"  {'local stack CPU per run, both processes (ms)':<60} " + per_run)
     if max(usage[c]["others"] for c in levels) > 0.25:
         print("  warning: other processes used this machine's CPU meanwhile: the figures are disturbed")
 
@@ -687,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
         upstream = pct(calibration["raw c=1"], 50)
         print(f"  fake LLM calibrated in {time.perf_counter() - started:.1f} s", flush=True)
         pids = {"stack": stack.pid, "fake": fake.pid, "client": os.getpid()}
+        emulator = child_pid(stack.pid)
+        if emulator is not None:
+            pids["aws"] = emulator
         if dynamodb is not None:
             pids["dynamodb"] = dynamodb.process.pid
         # moto's TransactWriteItems is not thread-safe: create the threads one at a time there.
