@@ -609,8 +609,8 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
     print("  CPU during the measured phases (cores busy on average; 1.00 = one core)")
     print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
     processes = [
-        ("stack", "local stack: API process (gateway, API functions, stream polling)"),
-        ("aws", "local stack: emulated AWS process (moto, Step Functions, agent)"),
+        ("stack", "local stack, API process (gateway, API functions, polls)"),
+        ("aws", "local stack, emulated AWS (moto, Step Functions, agent)"),
         ("dynamodb", "DynamoDB Local (Java)"),
         ("fake", "fake LLM"),
         ("client", "this client"),

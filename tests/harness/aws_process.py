@@ -269,18 +269,24 @@ class EmulatedAWS:
     def dispatch_lambda_to(self, functions: Functions) -> None:
         """Make moto's Lambda run our real handlers in this process."""
         from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+        def run(function: str, payload: Any) -> tuple[Any, bool]:
+            """The handler's result, or the error payload Lambda reports; and whether it failed."""
+            name = function.split(":function:")[-1].split(":")[0]
+            try:
+                if name not in functions.specs:
+                    raise RuntimeError(f"{name} runs in the API process, not behind this Lambda")
+                return functions.invoke(name, payload), False
+            except Exception as error:  # surfaces to Step Functions as a Lambda function error
+                return {"errorType": type(error).__name__, "errorMessage": str(error)}, True
 
         def invoke(
             backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
         ) -> bytes:
-            name = function_name.split(":function:")[-1].split(":")[0]
-            try:
-                if name not in functions.specs:
-                    raise RuntimeError(f"{name} runs in the API process, not behind this Lambda")
-                result = functions.invoke(name, json.loads(body) if body else {})
-            except Exception as error:  # surfaces to Step Functions as a Lambda function error
+            result, failed = run(function_name, json.loads(body) if body else {})
+            if failed:
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
             return json.dumps(result).encode()
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
@@ -288,21 +294,13 @@ class EmulatedAWS:
         # Step Functions' lambda:invoke tasks call the handler directly rather than through
         # moto's Lambda API over HTTP: that hop (a boto3 call, werkzeug, Flask) cost about 9 ms
         # per turn on this machine, a fifth of the local path to the first token.
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-
         def invoke_from_state_machine(
             parameters: dict[str, Any], region: str, state_credentials: Any
         ) -> dict[str, Any]:
-            name = str(parameters["FunctionName"]).split(":function:")[-1].split(":")[0]
-            raw = parameters.get("Payload") or b"{}"
-            response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
-            try:
-                if name not in functions.specs:
-                    raise RuntimeError(f"{name} runs in the API process, not behind this Lambda")
-                response["Payload"] = functions.invoke(name, json.loads(raw))
-            except Exception as error:  # a Lambda function error, as the Invoke API reports it
+            result, failed = run(str(parameters["FunctionName"]), json.loads(parameters.get("Payload") or b"{}"))
+            response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": result}
+            if failed:
                 response["FunctionError"] = "Unhandled"
-                response["Payload"] = {"errorType": type(error).__name__, "errorMessage": str(error)}
             return response
 
         lambda_eval_utils._invoke_lambda_function = invoke_from_state_machine
