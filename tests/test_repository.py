@@ -108,6 +108,14 @@ def test_create_twice_is_a_concurrent_modification(repo: Repository) -> None:
 def test_get_missing_is_none(repo: Repository) -> None:
     assert repo.get(tenant_pk(TENANT), ASSISTANT_PREFIX + "asst_nope") is None
     assert repo.get_doc(tenant_pk(TENANT), ASSISTANT_PREFIX + "asst_nope") is None
+    assert repo.get_attribute(tenant_pk(TENANT), ASSISTANT_PREFIX + "asst_nope", "status") is None
+
+
+def test_get_attribute_reads_a_mirrored_field(repo: Repository) -> None:
+    pk, sk = tenant_pk(TENANT), ASSISTANT_PREFIX + "asst_1"
+    repo.create(pk, sk, {"id": "asst_1", "status": "in_progress"})
+    assert repo.get_attribute(pk, sk, "status") == "in_progress"
+    assert repo.get_attribute(pk, sk, "run_id") is None  # the doc has none, so no mirror
 
 
 def test_save_with_stale_version_fails_and_leaves_the_doc(repo: Repository) -> None:

@@ -150,6 +150,14 @@ class Repository:
         stored = self.get(pk, sk)
         return stored.doc if stored else None
 
+    def get_attribute(self, pk: str, sk: str, name: str) -> Any | None:
+        """One mirrored attribute of an item (None if the item is missing), eventually consistent:
+        a cheap check that may lag a write by a moment."""
+        item = self.table.get_item(
+            Key={"PK": pk, "SK": sk}, ProjectionExpression="#a", ExpressionAttributeNames={"#a": name}
+        ).get("Item")
+        return None if item is None else item.get(name)
+
     def save(
         self,
         pk: str,

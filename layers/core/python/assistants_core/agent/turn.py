@@ -448,12 +448,7 @@ class Turn:
         if time.monotonic() - self._last_cancel_check < CANCEL_CHECK_SECONDS:
             return False
         self._last_cancel_check = time.monotonic()
-        item = self.repo.table.get_item(
-            Key={"PK": self.ref.pk, "SK": self.ref.sk},
-            ProjectionExpression="#s",
-            ExpressionAttributeNames={"#s": "status"},
-        ).get("Item")
-        return not item or item.get("status") not in ("in_progress",)
+        return self.repo.get_attribute(self.ref.pk, self.ref.sk, "status") != "in_progress"
 
     def _abandon(self, why: str) -> None:
         """Keep what the model said so far as an incomplete message when the turn cannot finish."""
