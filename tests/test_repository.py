@@ -622,7 +622,7 @@ def test_update_attributes_returns_old_item_only_when_asked(repo: Repository) ->
 def test_append_events_takes_each_seq_once(repo: Repository) -> None:
     pk = run_log_pk(TENANT, "run_1")
     assert repo.last_event_seq(pk) == 0
-    assert repo.read_events(pk, 0) == []
+    assert repo.read_events(pk, 0).events == []
 
     assert repo.append_events(pk, 1, [("thread.run.created", {"n": 1})], ttl=1_900_000_000) == 1
     with pytest.raises(ConcurrentModification):
@@ -643,14 +643,14 @@ def test_append_events_takes_each_seq_once(repo: Repository) -> None:
     repo.append_events(pk, 5, [("thread.message.delta", {"n": 5})], ttl=1_900_000_000)
     with pytest.raises(ConcurrentModification):
         repo.append_events(pk, 3, big, ttl=1_900_000_000)
-    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 0)] == [
+    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 0).events] == [
         (1, "thread.run.created"),
         (2, "thread.run.queued"),
         (2, "thread.run.in_progress"),
         (5, "thread.message.delta"),
     ]
     assert repo.append_events(pk, 6, big, ttl=1_900_000_000) == 3
-    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 5)] == [
+    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 5).events] == [
         (6, "big.0"),
         (6, "big.1"),
         (7, "big.2"),
@@ -671,15 +671,17 @@ def test_read_events_after_a_seq_in_order(repo: Repository) -> None:
     repo.append_events(run_log_pk(TENANT, "run_2"), 1, [("other.run", {})], ttl=1_900_000_000)
     repo.create(pk, "FIN", {"id": "not an event"})  # sorts after EVT#, must not be read as one
 
-    everything = repo.read_events(pk, 0)
+    everything = repo.read_events(pk, 0).events
     assert [seq for seq, _, _ in everything] == list(range(1, 13))  # 10 after 9: zero-padded keys
     assert [(name, json.loads(data)) for _, name, data in everything] == events
 
-    later = repo.read_events(pk, 9)
+    later = repo.read_events(pk, 9).events
     assert [(seq, name) for seq, name, _ in later] == [(10, "event.10"), (11, "event.11"), (12, "event.12")]
     assert json.loads(later[0][2]) == {"seq": 10, "text": "x" * 10}
-    assert repo.read_events(pk, 12) == []
-    assert [seq for seq, _, _ in repo.read_events(pk, 3, limit=4)] == [4, 5, 6, 7]
+    assert repo.read_events(pk, 12).events == []
+    first_four = repo.read_events(pk, 3, limit=4)
+    assert [seq for seq, _, _ in first_four.events] == [4, 5, 6, 7] and first_four.has_more
+    assert not repo.read_events(pk, 9).has_more
     assert repo.last_event_seq(pk) == 12
     assert repo.last_event_seq(run_log_pk(TENANT, "run_2")) == 1
     assert all(item["SK"].startswith(EVENT_PREFIX) or item["SK"] == "FIN" for item in _partition(repo, pk))

@@ -67,6 +67,15 @@ class Page:
 
 
 @dataclass(frozen=True)
+class EventPage:
+    """Events read from a run's log as (item number, name, JSON data); ``has_more`` when the
+    read stopped at its item limit."""
+
+    events: list[tuple[int, str, str]]
+    has_more: bool
+
+
+@dataclass(frozen=True)
 class StoredDoc:
     doc: Doc
     version: int
@@ -501,19 +510,20 @@ class Repository:
             raise EventSequenceTaken(pk) from conflict
         return len(groups)
 
-    def read_events(self, pk: str, after_seq: int, limit: int = 100) -> builtins.list[tuple[int, str, str]]:
-        """Events in log items after ``after_seq`` (at most ``limit`` items), oldest first, as
-        (item number, name, JSON data); strongly consistent."""
+    def read_events(self, pk: str, after_seq: int, limit: int = 100) -> EventPage:
+        """Events in log items after ``after_seq`` (at most ``limit`` items), oldest first;
+        strongly consistent."""
         response = self.table.query(
             KeyConditionExpression=Key("PK").eq(pk) & Key("SK").between(event_sk(after_seq + 1), event_sk(10**10 - 1)),
             ConsistentRead=True,
             Limit=limit,
         )
-        return [
+        events = [
             (int(item["SK"][len(EVENT_PREFIX) :]), str(name), str(data))
             for item in response["Items"]
             for name, data in zip(item["names"], item["data"], strict=True)
         ]
+        return EventPage(events, has_more="LastEvaluatedKey" in response)
 
     def last_event_seq(self, pk: str) -> int:
         response = self.table.query(

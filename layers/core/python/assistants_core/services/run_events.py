@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..config import settings
+from ..config import Settings, settings
 from ..ids import now
 from ..repository import ConcurrentModification, EventSequenceTaken, Repository, run_log_pk
 from ..types.events import DELTA_EVENTS, DONE, MESSAGE_DELTA, STEP_DELTA, STREAM_END_EVENTS
@@ -195,21 +195,35 @@ async def stream_events(
     closes a streamed response that stays idle for five minutes.
     """
     config = settings()
-    poll = config.stream_poll_interval_ms / 1000
     pk = run_log_pk(tenant, run_id)
-    last_sent = time.monotonic()
+    last_name: str | None = None
+    last_event = last_sent = time.monotonic()
     while True:
-        events = await asyncio.to_thread(repo.read_events, pk, after_seq)
-        for seq, name, data in events:
-            after_seq = seq
+        page = await asyncio.to_thread(repo.read_events, pk, after_seq)
+        for seq, name, data in page.events:
+            after_seq, last_name = seq, name
             yield sse_frame(name, data)
             if name in STREAM_END_EVENTS:
                 yield sse_frame(DONE, "[DONE]")
                 return
-        if events:
-            last_sent = time.monotonic()
+        if page.has_more:
             continue
-        if time.monotonic() - last_sent >= config.stream_keepalive_seconds:
+        if page.events:
+            last_event = last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= config.stream_keepalive_seconds:
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
-        await asyncio.sleep(poll)
+        await asyncio.sleep(poll_delay(last_name, time.monotonic() - last_event, config))
+
+
+def poll_delay(last_name: str | None, idle: float, config: Settings) -> float:
+    """Seconds until a stream next reads the log, which costs a DynamoDB read each time.
+
+    While a message or tool call streams, its deltas are written at most every flush interval,
+    so reading as often as before the first token mostly finds nothing; an end event can come
+    sooner and waits at most the delta interval. A long silence (a model thinking) stretches the
+    interval by a twentieth of the silence so far, up to the maximum: a few percent of the wait.
+    """
+    base = config.stream_delta_poll_interval_ms if last_name in DELTA_EVENTS else config.stream_poll_interval_ms
+    stretched = min(idle * 1000 / 20, config.stream_poll_max_interval_ms)
+    return max(base, stretched) / 1000
