@@ -17,6 +17,13 @@ import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from tests.harness.dynamo_fixtures import (  # noqa: F401 - fixtures, used by name
+    assistants_table_fixture,
+    dynamo_engine_fixture,
+    dynamodb_local_endpoint_fixture,
+    moto_endpoint_fixture,
+    repo_fixture,
+)
 from tests.harness.local_stack import free_port
 from tests.harness.processes import terminate, wait_until_healthy
 

@@ -33,14 +33,7 @@ from assistants_core.repository import (
     tenant_pk,
     thread_pk,
 )
-from tests.harness.dynamo_fixtures import (  # noqa: F401 - fixtures, used by name
-    assistants_table_fixture,
-    dynamo_engine_fixture,
-    dynamodb_local_endpoint_fixture,
-    moto_endpoint_fixture,
-    repo_fixture,
-    repository_for,
-)
+from tests.harness.dynamo_fixtures import repository_for
 
 TENANT = "tenant_a"
 LOCK_CONDITION = "attribute_exists(PK) AND attribute_not_exists(active_run_id)"

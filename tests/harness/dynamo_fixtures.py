@@ -1,7 +1,7 @@
 """pytest fixtures: the repository against moto and against DynamoDB Local, over HTTP.
 
-``tests/conftest.py`` imports these (``from tests.harness.dynamo_fixtures import *``) so every
-test module can ask for them; a test module may also import them itself. The functions are
+``tests/conftest.py`` imports these, so every test module can ask for them and a session
+fixture (one DynamoDB Local) is shared by all. The functions are
 called ``<fixture>_fixture`` and registered under ``name=<fixture>``, so importing them does
 not shadow the test arguments (ruff F811).
 

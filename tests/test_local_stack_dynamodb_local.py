@@ -1,0 +1,104 @@
+"""The local stack with its tables on DynamoDB Local (as ``make bench`` runs it).
+
+``AWS_ENDPOINT_URL_DYNAMODB`` moves the app's DynamoDB to DynamoDB Local while Step Functions
+stays in the emulator. The state machine's own DynamoDB call (the ``waitForTaskToken``
+UpdateItem that parks a run on its task token) must follow: if it wrote to the emulator's
+DynamoDB instead, the run item on DynamoDB Local would never get its token and
+``submit_tool_outputs`` could not resume the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Attr
+from openai import OpenAI
+
+from tests.conftest import start_local_stack, stop
+from tests.harness.fake_llm import FakeLLM, text, tool_calls
+from tests.harness.scenario import script
+from tests.harness.template import REGION, create_tables, load_template
+from tests.test_runs_streaming import WEATHER_TOOL
+
+pytestmark = pytest.mark.slow
+
+# DynamoDB Local keeps tables per access key (letters and digits only): the stack and this test
+# use the same one.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localstack", "AWS_SECRET_ACCESS_KEY": "localstack"}
+
+
+@pytest.fixture(scope="module")
+def tables(dynamodb_local_endpoint: str) -> dict[str, str]:
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb_local_endpoint,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    return create_tables(client, load_template())
+
+
+@pytest.fixture(scope="module")
+def stack_on_dynamodb_local(
+    fake_llm: FakeLLM, dynamodb_local_endpoint: str, tables: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    env = {
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "fake-llm-key",
+        "ASSISTANTS_API_KEYS": "",
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local_endpoint,
+        **CREDENTIALS,
+    }
+    log_path: Path = tmp_path_factory.mktemp("stack-ddb-local") / "local-stack.log"
+    process, url = start_local_stack(log_path, env)
+    yield url
+    stop(process)
+
+
+def test_a_tool_calling_run_parks_and_resumes_on_dynamodb_local(
+    stack_on_dynamodb_local: str,
+    dynamodb_local_endpoint: str,
+    tables: dict[str, str],
+    fake_llm: FakeLLM,
+    model: str,
+    api_key: str,
+) -> None:
+    client = OpenAI(base_url=f"{stack_on_dynamodb_local}/v1", api_key=api_key, max_retries=0, timeout=60)
+    script(fake_llm, model, tool_calls([("call_oslo", "get_weather", {"city": "Oslo"})]), text("Oslo: 3C"))
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Oslo?"}])
+
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        stream.until_done()
+        run = stream.current_run
+    assert run is not None and run.status == "requires_action"
+
+    table = boto3.resource(
+        "dynamodb",
+        endpoint_url=dynamodb_local_endpoint,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    ).Table(tables["AssistantsTable"])
+    # The run lives on DynamoDB Local, where the state machine stores its task token just after
+    # the agent step returns (so a moment after the stream ended).
+    deadline = time.monotonic() + 10
+    while True:
+        parked = table.scan(FilterExpression=Attr("SK").contains(run.id))["Items"]
+        if any("task_token" in item for item in parked) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert any("task_token" in item for item in parked), parked
+
+    with client.beta.threads.runs.submit_tool_outputs_stream(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_oslo", "output": "3C"}]
+    ) as stream:
+        answer = "".join(stream.text_deltas)
+        final = stream.get_final_run()
+    assert answer == "Oslo: 3C"
+    assert final.status == "completed"
