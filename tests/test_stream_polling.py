@@ -12,7 +12,7 @@ from assistants_core.services.run_events import poll_delay
 CONFIG = replace(
     settings(),
     stream_poll_interval_ms=20,
-    stream_delta_poll_interval_ms=50,
+    stream_delta_poll_interval_ms=33,
     stream_poll_max_interval_ms=250,
 )
 
@@ -25,8 +25,8 @@ def test_waiting_for_the_first_token_reads_at_the_base_interval() -> None:
 
 def test_while_deltas_stream_it_reads_less_often() -> None:
     # Deltas after the first are written at most every flush interval (100 ms).
-    assert poll_delay("thread.message.delta", 0.0, CONFIG) == pytest.approx(0.050)
-    assert poll_delay("thread.run.step.delta", 0.02, CONFIG) == pytest.approx(0.050)
+    assert poll_delay("thread.message.delta", 0.0, CONFIG) == pytest.approx(0.033)
+    assert poll_delay("thread.run.step.delta", 0.02, CONFIG) == pytest.approx(0.033)
 
 
 def test_a_long_silence_stretches_the_interval_to_the_maximum() -> None:

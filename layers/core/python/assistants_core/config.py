@@ -28,7 +28,7 @@ def settings() -> Settings:
         state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
         run_expiry_seconds=int(os.environ.get("RUN_EXPIRY_SECONDS", "600")),
         stream_poll_interval_ms=int(os.environ.get("STREAM_POLL_INTERVAL_MS", "20")),
-        stream_delta_poll_interval_ms=int(os.environ.get("STREAM_DELTA_POLL_INTERVAL_MS", "50")),
+        stream_delta_poll_interval_ms=int(os.environ.get("STREAM_DELTA_POLL_INTERVAL_MS", "33")),
         stream_poll_max_interval_ms=int(os.environ.get("STREAM_POLL_MAX_INTERVAL_MS", "250")),
         stream_keepalive_seconds=float(os.environ.get("STREAM_KEEPALIVE_SECONDS", "15")),
         delta_flush_interval_ms=int(os.environ.get("DELTA_FLUSH_INTERVAL_MS", "100")),
