@@ -627,11 +627,27 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
         usage[concurrency]["stack ms/run"] = (
             sum((p.cpu.get("stack", 0.0) + p.cpu.get("aws", 0.0)) * p.wall for p in selected) / count * ms
         )
+        usage[concurrency]["with dynamodb ms/run"] = (
+            sum(sum(p.cpu.get(k, 0.0) for k in ("stack", "aws", "dynamodb")) * p.wall for p in selected) / count * ms
+        )
     for name, label in processes:
         if any(name in p.cpu for p in phases):
             print(f"  {label:<60} " + " ".join(f"{usage[c][name]:7.2f}" for c in levels))
     per_run = " ".join(f"{usage[c]['stack ms/run']:7.0f}" for c in levels)
     print(f"  {'local stack CPU per run, both processes (ms)':<60} " + per_run)
+    per_run_db = " ".join(f"{usage[c]['with dynamodb ms/run']:7.0f}" for c in levels)
+    print(f"  {'  and with DynamoDB Local (ms)':<60} " + per_run_db)
+    # Capacity: with HIGH streams always open at the model's pace, runs finish HIGH / (run length)
+    # times a second, each costing about what a run costs at 1 stream (polls and delta writes
+    # follow the clock, litellm's work follows the tokens). The client and the fake are left out.
+    alone = [r.t_end - r.t_send for r in _runs(phases, 1) if r.ok]
+    if alone:
+        length = statistics.median(alone)
+        cost = usage[1]["with dynamodb ms/run"]
+        need = cost / ms * HIGH / length
+        cores = os.cpu_count()
+        print(f"  {HIGH} streams at the model's pace would need about {need:.1f} cores; this machine has {cores}:")
+        print(f"    {cost:.0f} ms CPU per run (stack and DynamoDB Local, at 1 stream) x {HIGH} runs / {length:.2f} s")
     if max(usage[c]["others"] for c in levels) > 0.25:
         print("  warning: other processes used this machine's CPU meanwhile: the figures are disturbed")
 
