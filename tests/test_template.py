@@ -382,6 +382,41 @@ def test_the_state_machine_definition(template: dict[str, Any]) -> None:
     )
     assert definition["StartAt"] in definition["States"]
     assert "${" not in json.dumps(definition)
+    states = definition["States"]
+    for state in states.values():  # every transition goes to a state that exists
+        targets = [state.get("Next"), state.get("Default")] + [c["Next"] for c in state.get("Choices", [])]
+        assert {t for t in targets if t} | {c["Next"] for c in state.get("Catch", [])} <= set(states)
+
+    # The wait for tool outputs: a task token, 600 s (OpenAI's run expiry), then Expire.
+    (waiting,) = [name for name, s in states.items() if str(s.get("Resource", "")).endswith(".waitForTaskToken")]
+    wait = states[waiting]
+    assert wait["TimeoutSeconds"] == 600
+    catches = {error: c["Next"] for c in wait["Catch"] for error in c["ErrorEquals"]}
+    assert catches == {
+        "States.Timeout": "Expire",
+        "DynamoDb.ConditionalCheckFailedException": "AgentStep",  # outputs came before the token
+        "States.ALL": "MarkFailed",
+    }
+    assert [c["Next"] for c in states["AgentStep"]["Catch"]] == ["MarkFailed"]
+    assert states["AgentStep"]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+
+    # Every Lambda task retries Lambda's transient errors with backoff (AWS's advice); the
+    # finalizer is idempotent, so it retries all of them.
+    transient = {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    }
+    lambda_tasks = [name for name, s in states.items() if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
+    assert set(lambda_tasks) == {"AgentStep", "Expire", "MarkFailed"}
+    for name in lambda_tasks:
+        assert states[name]["Retry"], name
+        for retry in states[name]["Retry"]:
+            assert retry["MaxAttempts"] >= 2 and retry["BackoffRate"] > 1 and retry["IntervalSeconds"] >= 1, name
+    for name in ("Expire", "MarkFailed"):
+        assert {e for r in states[name]["Retry"] for e in r["ErrorEquals"]} == transient, name
+    assert states["Expire"]["Next"] == "Done" and states["MarkFailed"]["Next"] == "Failed"
 
 
 def test_samconfig() -> None:

@@ -451,9 +451,14 @@ class Turn:
         return self.repo.get_attribute(self.ref.pk, self.ref.sk, "status") != "in_progress"
 
     def _abandon(self, why: str) -> None:
-        """Keep what the model said so far as an incomplete message when the turn cannot finish."""
+        """Keep what the model said so far as an incomplete message when the turn fails.
+
+        A cancelled turn leaves its message to the cancel, which closes it with the text the
+        stream showed, before ``thread.run.cancelled``; tokens this turn received after the
+        cancel are not the answer's.
+        """
         self.events.flush()
-        if self.message is None or self.message.status != "in_progress":
+        if why == "cancelled" or self.message is None or self.message.status != "in_progress":
             return
         moment = now()
         message = self.message.model_copy(
@@ -461,10 +466,9 @@ class Turn:
                 "content": [text_part("".join(self.text))],
                 "status": "incomplete",
                 "incomplete_at": moment,
-                "incomplete_details": {"reason": "run_cancelled" if why == "cancelled" else "run_failed"},
+                "incomplete_details": {"reason": "run_failed"},
             }
         )
         self._save(MESSAGE_PREFIX + message.id, message.model_dump(mode="json"))
         self.message = message
-        if why == "failed":
-            self.events.emit(ev.MESSAGE_INCOMPLETE, message)
+        self.events.emit(ev.MESSAGE_INCOMPLETE, message)

@@ -13,19 +13,26 @@ from dataclasses import dataclass
 
 from ..ids import now
 from ..repository import (
+    MESSAGE_PREFIX,
     RUN_PREFIX,
     THREAD_SK,
     ConcurrentModification,
     Repository,
     StoredDoc,
+    TransactionConflict,
+    run_log_pk,
     step_prefix,
     step_sk,
     thread_pk,
 )
 from ..types import Run, RunStep
-from ..types.events import run_event
+from ..types.events import MESSAGE_INCOMPLETE, run_event
+from ..types.message import text_part
 from ..types.run import TERMINAL_STATUSES, LastError
-from .run_events import RunEventWriter
+from .run_events import EVENT_RETENTION_SECONDS, RunEventWriter, streamed_text
+
+# Why a message left open by its run is incomplete, by how the run ended (MessageObject's reasons).
+INCOMPLETE_REASONS = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
 
 
 @dataclass(frozen=True)
@@ -143,10 +150,18 @@ def fail(repo: Repository, ref: RunRef, code: str, message: str, events: RunEven
 def close_open_steps(
     repo: Repository, ref: RunRef, status: str, events: RunEventWriter | None, last_error: LastError | None = None
 ) -> None:
-    """Mark the run's in-progress steps failed, cancelled or expired."""
+    """Mark the run's in-progress steps failed, cancelled or expired, and their messages incomplete.
+
+    A message is closed before its step, in the order the agent itself closes them, with the
+    text its deltas streamed: what the client saw. A cancelled run's agent step may still be
+    receiving tokens; it sees the cancel within a second and leaves the closed message alone.
+    """
     page = repo.list(ref.pk, step_prefix(ref.run_id), limit=100, order="asc")
     for doc in page.items:
         step = RunStep.model_validate(doc)
+        if step.type == "message_creation" and step.status != "completed":
+            message_id = step.step_details["message_creation"]["message_id"]
+            close_open_message(repo, ref, message_id, INCOMPLETE_REASONS[status], events)
         if step.status != "in_progress":
             continue
         moment = now()
@@ -163,3 +178,40 @@ def close_open_steps(
         updated = repo.mutate(ref.pk, step_sk(ref.run_id, step.id), close)
         if updated is not None and updated["status"] == status and events is not None:
             events.emit(f"thread.run.step.{status}", updated)
+
+
+def close_open_message(
+    repo: Repository, ref: RunRef, message_id: str, reason: str, events: RunEventWriter | None
+) -> None:
+    """Mark a message of the run incomplete if it is still in progress: its writer (the agent
+    step) died or was stopped mid-answer. It keeps the text its deltas streamed, since its
+    content is saved only when it closes.
+
+    The message and the event that closes it are written in one transaction at the log's next
+    number, so no delta lands between the text read and the event (streams drop any delta
+    after it): if the agent appended meanwhile, the number is taken and the text is read again.
+    """
+    sk = MESSAGE_PREFIX + message_id
+    for _ in range(10):
+        stored = repo.get(ref.pk, sk)
+        if stored is None or stored.doc.get("status") != "in_progress":
+            return
+        said, last_seq = streamed_text(repo, ref.tenant, ref.run_id, message_id)
+        moment = now()
+        doc = {
+            **stored.doc,
+            "status": "incomplete",
+            "incomplete_at": moment,
+            "incomplete_details": {"reason": reason},
+            "content": [text_part(said)] if said else stored.doc["content"],
+        }
+        save = repo.op_save(ref.pk, sk, doc, expected_version=stored.version)
+        try:
+            if events is None:
+                repo.transact([save])
+            else:
+                log, ttl = run_log_pk(ref.tenant, ref.run_id), moment + EVENT_RETENTION_SECONDS
+                repo.append_events(log, last_seq + 1, [(MESSAGE_INCOMPLETE, doc)], ttl=ttl, with_ops=[save])
+        except (ConcurrentModification, TransactionConflict):  # the agent wrote meanwhile: read again
+            continue
+        return

@@ -15,19 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from ..config import Settings, settings
 from ..ids import now
 from ..repository import ConcurrentModification, EventSequenceTaken, Repository, run_log_pk
-from ..types.events import DELTA_EVENTS, DONE, MESSAGE_DELTA, STEP_DELTA, STREAM_END_EVENTS
+from ..types.events import (
+    DELTA_EVENTS,
+    DONE,
+    ERROR,
+    MESSAGE_COMPLETED,
+    MESSAGE_DELTA,
+    MESSAGE_INCOMPLETE,
+    STEP_DELTA,
+    STREAM_END_EVENTS,
+    run_event,
+)
+from ..types.run import TERMINAL_STATUSES
 
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+# A run in one of these has logged the event that ends a stream (or should have).
+STREAM_END_STATUSES = TERMINAL_STATUSES | {"requires_action"}
+MESSAGE_ENDS = (MESSAGE_COMPLETED, MESSAGE_INCOMPLETE)
+logger = Logger()
 Event = tuple[str, dict[str, Any]]
 
 
@@ -175,6 +192,25 @@ def _merge_tool_call_delta(into: dict[str, Any], data: dict[str, Any]) -> bool:
     return True
 
 
+def streamed_text(repo: Repository, tenant: str, run_id: str, message_id: str) -> tuple[str, int]:
+    """The text that a message's deltas in the run's log add up to (what clients were shown of
+    a message whose content is saved only when it closes), and the log's last item number."""
+    pk = run_log_pk(tenant, run_id)
+    parts: list[str] = []
+    after_seq = 0
+    while True:
+        page = repo.read_events(pk, after_seq)
+        for seq, name, data in page.events:
+            after_seq = seq
+            if name != MESSAGE_DELTA or message_id not in data:
+                continue
+            delta = json.loads(data)
+            if delta.get("id") == message_id:
+                parts += [p["text"]["value"] for p in delta["delta"].get("content") or [] if p.get("type") == "text"]
+        if not page.has_more or not page.events:
+            return "".join(parts), after_seq
+
+
 # ---------------------------------------------------------------- reading: SSE
 
 
@@ -188,20 +224,41 @@ async def stream_events(
     run_id: str,
     *,
     after_seq: int,
+    thread_id: str | None = None,
 ) -> AsyncIterator[str]:
     """Tail a run's event log as SSE frames until the run ends or waits for tool outputs.
 
     Keep-alive comments go out when nothing happened for a while, because API Gateway
-    closes a streamed response that stays idle for five minutes.
+    closes a streamed response that stays idle for five minutes. Each keep-alive also checks
+    the run (see :class:`_RunCheck`), so a run that will never log an end event does not hold
+    the stream open until the function times out. ``thread_id`` saves a log read for that
+    check (None: taken from the log's first item). A failure to read ends the stream with an
+    ``error`` event and ``done`` rather than a dropped connection, which SDKs report as a
+    network error.
     """
+    try:
+        async for frame in _tail(repo, tenant, run_id, after_seq, _RunCheck(repo, tenant, run_id, thread_id)):
+            yield frame
+    except Exception:
+        logger.exception("could not stream the run's events", extra={"run_id": run_id})
+        yield sse_frame(ERROR, _error_json("The server had an error while streaming the run.", "server_error"))
+        yield sse_frame(DONE, "[DONE]")
+
+
+async def _tail(repo: Repository, tenant: str, run_id: str, after_seq: int, check: _RunCheck) -> AsyncIterator[str]:
     config = settings()
     pk = run_log_pk(tenant, run_id)
     last_name: str | None = None
     last_event = last_sent = time.monotonic()
+    closed_messages: set[str] = set()
     while True:
         page = await asyncio.to_thread(repo.read_events, pk, after_seq)
         for seq, name, data in page.events:
             after_seq, last_name = seq, name
+            if name in MESSAGE_ENDS:
+                closed_messages.add(json.loads(data)["id"])
+            elif name == MESSAGE_DELTA and closed_messages and json.loads(data)["id"] in closed_messages:
+                continue  # the agent wrote it before it saw the cancel that closed its message
             yield sse_frame(name, data)
             if name in STREAM_END_EVENTS:
                 yield sse_frame(DONE, "[DONE]")
@@ -213,7 +270,62 @@ async def stream_events(
         elif time.monotonic() - last_sent >= config.stream_keepalive_seconds:
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
+            ending = await asyncio.to_thread(check.ending, after_seq)
+            if ending is not None:
+                yield sse_frame(*ending)
+                yield sse_frame(DONE, "[DONE]")
+                return
         await asyncio.sleep(poll_delay(last_name, time.monotonic() - last_event, config))
+
+
+def _error_json(message: str, type_: str, code: str | None = None) -> str:
+    """An OpenAI ``Error`` object (the data of the ``error`` event), as JSON."""
+    return json.dumps({"message": message, "type": type_, "param": None, "code": code}, separators=(",", ":"))
+
+
+class _RunCheck:
+    """What an idle stream sends instead of waiting on when the run cannot log an end event.
+
+    The run is gone (its thread was deleted mid-run), or it ended or parked without the event
+    (a writer that died between the two). Only idle streams check, once per keep-alive: one
+    eventually consistent read of the run's status, more only when that looks final.
+    """
+
+    def __init__(self, repo: Repository, tenant: str, run_id: str, thread_id: str | None) -> None:
+        self.repo, self.tenant, self.run_id, self.thread_id = repo, tenant, run_id, thread_id
+
+    def ending(self, after_seq: int) -> tuple[str, str] | None:
+        """The (event, data) to end the stream with after ``after_seq``; None: keep tailing."""
+        from .lifecycle import RunRef, load_run  # lifecycle writes through this module
+
+        thread_id = self.thread_id or self._thread_from_log()
+        if thread_id is None:
+            return ERROR, self._gone()
+        self.thread_id = thread_id
+        ref = RunRef(self.tenant, thread_id, self.run_id)
+        status = self.repo.get_attribute(ref.pk, ref.sk, "status")
+        if status is not None and status not in STREAM_END_STATUSES:
+            return None
+        run = load_run(self.repo, ref)  # consistent: the cheap read may lag
+        if run is not None and run.status not in STREAM_END_STATUSES:
+            return None
+        if self.repo.read_events(run_log_pk(self.tenant, self.run_id), after_seq, limit=1).events:
+            return None  # the end event (or more) arrived meanwhile: stream it
+        if run is None:
+            return ERROR, self._gone()
+        return run_event(run.status), json.dumps(run.model_dump(mode="json"), separators=(",", ":"))
+
+    def _thread_from_log(self) -> str | None:
+        """The run's thread, from its log's first item (thread.created and/or thread.run.created)."""
+        for _, _, data in self.repo.read_events(run_log_pk(self.tenant, self.run_id), 0, limit=1).events:
+            thread_id = json.loads(data).get("thread_id")
+            if thread_id:
+                return str(thread_id)
+        return None
+
+    def _gone(self) -> str:
+        message = f"Run '{self.run_id}' no longer exists: its thread was deleted while it ran."
+        return _error_json(message, "invalid_request_error")
 
 
 def poll_delay(last_name: str | None, idle: float, config: Settings) -> float:
