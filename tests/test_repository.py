@@ -24,6 +24,7 @@ from assistants_core.repository import (
     RUN_PREFIX,
     THREAD_SK,
     ConcurrentModification,
+    ItemTooLarge,
     Page,
     Repository,
     TransactionConflict,
@@ -292,24 +293,50 @@ def test_delete_partition_removes_everything_under_the_key(repo: Repository) -> 
 
 
 def test_item_size_limit_fails_loudly(repo: Repository) -> None:
-    """DynamoDB items stop at 400 KB (names + values): a doc that big is a ValidationException."""
+    """DynamoDB items stop at 400 KB (names + values): a doc that big is DynamoDB's
+    ValidationException, raised as ItemTooLarge naming the item, on every write path, and
+    nothing is written."""
     pk = thread_pk(TENANT, "thread_1")
     fits = {"id": "msg_fits", "text": "a" * 390_000}
     repo.create(pk, MESSAGE_PREFIX + "msg_fits", fits)
     assert repo.get_doc(pk, MESSAGE_PREFIX + "msg_fits") == fits
 
     too_big = {"id": "msg_big", "text": "a" * (400 * 1024)}
-    with pytest.raises(ClientError) as created:
+    with pytest.raises(ItemTooLarge) as created:
         repo.create(pk, MESSAGE_PREFIX + "msg_big", too_big)
-    assert created.value.response["Error"]["Code"] == "ValidationException"
+    assert created.value.key == (pk, MESSAGE_PREFIX + "msg_big")
+    assert isinstance(created.value.__cause__, ClientError)
+    assert created.value.__cause__.response["Error"]["Code"] == "ValidationException"
     assert repo.get(pk, MESSAGE_PREFIX + "msg_big") is None
 
-    with pytest.raises(ClientError) as saved:
+    with pytest.raises(ItemTooLarge) as saved:
         repo.save(pk, MESSAGE_PREFIX + "msg_fits", {**fits, "text": "b" * (400 * 1024)}, expected_version=1)
-    assert saved.value.response["Error"]["Code"] == "ValidationException"
+    assert saved.value.key == (pk, MESSAGE_PREFIX + "msg_fits")
     stored = repo.get(pk, MESSAGE_PREFIX + "msg_fits")
     assert stored is not None
     assert (stored.doc, stored.version) == (fits, 1)
+
+    repo.create(pk, THREAD_SK, {"id": "thread_1"})
+    with pytest.raises(ItemTooLarge) as transacted:
+        repo.transact(
+            [
+                repo.op_update(
+                    pk, THREAD_SK, "SET active_run_id = :r", "attribute_not_exists(active_run_id)", {":r": "x"}
+                ),
+                repo.op_put(pk, MESSAGE_PREFIX + "msg_small", {"id": "msg_small"}),
+                repo.op_put(pk, MESSAGE_PREFIX + "msg_big", too_big),
+            ]
+        )
+    assert transacted.value.key == (pk, MESSAGE_PREFIX + "msg_big")
+    assert repo.get(pk, MESSAGE_PREFIX + "msg_small") is None
+    thread = repo.get(pk, THREAD_SK)
+    assert thread is not None and "active_run_id" not in thread.attributes
+
+    log = run_log_pk(TENANT, "run_1")
+    with pytest.raises(ItemTooLarge) as appended:
+        repo.append_events(log, 1, [("thread.run.created", too_big)], ttl=1)
+    assert appended.value.key == (log, event_sk(1))
+    assert repo.last_event_seq(log) == 0
 
 
 # ---------------------------------------------------------------- lists

@@ -30,7 +30,7 @@ def settings() -> Settings:
         stream_poll_interval_ms=int(os.environ.get("STREAM_POLL_INTERVAL_MS", "20")),
         stream_delta_poll_interval_ms=int(os.environ.get("STREAM_DELTA_POLL_INTERVAL_MS", "33")),
         stream_poll_max_interval_ms=int(os.environ.get("STREAM_POLL_MAX_INTERVAL_MS", "250")),
-        stream_keepalive_seconds=float(os.environ.get("STREAM_KEEPALIVE_SECONDS", "15")),
+        stream_keepalive_seconds=float(os.environ.get("STREAM_KEEPALIVE_SECONDS", "10")),
         delta_flush_interval_ms=int(os.environ.get("DELTA_FLUSH_INTERVAL_MS", "100")),
     )
 

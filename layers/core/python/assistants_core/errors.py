@@ -54,3 +54,11 @@ class ConflictError(APIError):
     """A request that conflicts with the current state of an object (still a 400, as OpenAI does)."""
 
     status_code = 400
+
+
+def too_large(what: str, param: str | None = None) -> InvalidRequestError:
+    """An object too large to store (DynamoDB items hold at most 400 KB): bad input, so a 400,
+    never the 500 that would make the SDK retry the same write."""
+    return InvalidRequestError(
+        f"{what} is too large: an object may take at most 400 KB once stored.", param=param, code="invalid_value"
+    )

@@ -41,15 +41,19 @@ class RunOrchestrator:
         self.client.send_task_success(taskToken=task_token, output=json.dumps({"resumed": True}))
 
     def stop(self, run_id: str, task_token: str | None = None) -> None:
-        """Stop a run's execution; answering a parked task token too ends its wait at once."""
+        """Stop a run's execution; answering a parked task token too ends its wait at once (even
+        if the stop failed, so the execution does not wait out its timeout)."""
         try:
             self.client.stop_execution(executionArn=self.execution_arn(run_id), error="RunCancelled")
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist", "ExecutionNotFound"):
                 raise
-        if task_token:
-            with contextlib.suppress(ClientError):  # the stop may already have ended the wait
-                self.client.send_task_failure(taskToken=task_token, error="RunCancelled", cause="cancelled by the user")
+        finally:
+            if task_token:
+                with contextlib.suppress(ClientError):  # the stop may already have ended the wait
+                    self.client.send_task_failure(
+                        taskToken=task_token, error="RunCancelled", cause="cancelled by the user"
+                    )
 
 
 @lru_cache(maxsize=1)

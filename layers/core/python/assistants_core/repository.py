@@ -52,6 +52,18 @@ class EventSequenceTaken(ConcurrentModification):
     """Another writer appended a run event at the same sequence number first."""
 
 
+class ItemTooLarge(Exception):
+    """A write would take an item past DynamoDB's 400 KB item limit: deterministic, so callers
+    report it as bad input instead of letting DynamoDB's ValidationException become a 500.
+
+    ``key`` is the (PK, SK) of the offending item when known (the largest one of a transaction).
+    """
+
+    def __init__(self, key: tuple[str, str] | None) -> None:
+        super().__init__(f"item {key[0]}/{key[1]} exceeds DynamoDB's 400 KB limit" if key else "item too large")
+        self.key = key
+
+
 class TransactionConflict(Exception):
     """A transaction's condition failed; ``reasons`` lists each item's cancellation code."""
 
@@ -124,6 +136,40 @@ def _is_conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _is_item_too_large(error: ClientError) -> bool:
+    """DynamoDB's answer to an item over 400 KB: a ValidationException about the item size."""
+    detail = error.response.get("Error", {})
+    return detail.get("Code") == "ValidationException" and "item size" in str(detail.get("Message", "")).lower()
+
+
+def _too_large_reason(error: ClientError) -> int | None:
+    """Index of the operation a cancelled transaction names as too large (DynamoDB reports an
+    update that grows an item past the limit as a ValidationError cancellation reason)."""
+    for index, reason in enumerate(error.response.get("CancellationReasons") or []):
+        if reason.get("Code") == "ValidationError" and "size" in str(reason.get("Message", "")).lower():
+            return index
+    return None
+
+
+def _operation_key(operation: dict[str, Any]) -> tuple[str, str] | None:
+    body = next(iter(operation.values()))
+    key = body.get("Key") or body.get("Item") or {}
+    return (str(key["PK"]), str(key["SK"])) if "PK" in key and "SK" in key else None
+
+
+def _largest_key(operations: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The key of the operation writing the most data: the likely culprit of an oversized write."""
+    writes = [op for op in operations if "Put" in op or "Update" in op]
+    if not writes:
+        return None
+
+    def size(operation: dict[str, Any]) -> int:
+        body = next(iter(operation.values()))
+        return len(json.dumps(body.get("Item") or body.get("ExpressionAttributeValues") or {}, default=str))
+
+    return _operation_key(max(writes, key=size))
+
+
 def _transaction_reasons(error: ClientError) -> list[str] | None:
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return None
@@ -149,6 +195,8 @@ class Repository:
         except ClientError as error:
             if _is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
+            if _is_item_too_large(error):
+                raise ItemTooLarge((pk, sk)) from error
             raise
 
     def get(self, pk: str, sk: str) -> StoredDoc | None:
@@ -190,6 +238,8 @@ class Repository:
         except ClientError as error:
             if _is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
+            if _is_item_too_large(error):
+                raise ItemTooLarge((pk, sk)) from error
             raise
         return dict(response.get("Attributes") or {})
 
@@ -347,11 +397,16 @@ class Repository:
         """TransactWriteItems over operations built by the ``op_*`` helpers.
 
         The table resource's client converts plain Python values to DynamoDB's typed form,
-        so the operations carry plain values.
+        so the operations carry plain values. Raises ItemTooLarge if an item would pass 400 KB.
         """
         try:
             self.client.transact_write_items(TransactItems=operations)
         except ClientError as error:
+            if _is_item_too_large(error):
+                raise ItemTooLarge(_largest_key(operations)) from error
+            culprit = _too_large_reason(error)
+            if culprit is not None and culprit < len(operations):
+                raise ItemTooLarge(_operation_key(operations[culprit])) from error
             reasons = _transaction_reasons(error)
             if reasons is not None:
                 raise TransactionConflict(reasons) from error
@@ -500,6 +555,8 @@ class Repository:
             except ClientError as error:
                 if _is_conditional_failure(error):
                     raise EventSequenceTaken(pk) from error
+                if _is_item_too_large(error):
+                    raise ItemTooLarge(_operation_key(operations[0])) from error
                 raise
             return len(groups)
         try:

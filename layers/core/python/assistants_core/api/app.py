@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import APIError, InvalidRequestError
+from ..errors import APIError, InvalidRequestError, too_large
+from ..repository import ItemTooLarge
 
 logger = Logger()
 
@@ -31,6 +32,7 @@ def create_app(*routers: APIRouter, title: str = "Serverless Assistants") -> Fas
 
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ItemTooLarge, _item_too_large)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
@@ -43,6 +45,11 @@ def error_response(error: APIError) -> JSONResponse:
 async def _api_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, APIError)
     return error_response(error)
+
+
+async def _item_too_large(_: Request, error: Exception) -> JSONResponse:
+    """A write the services did not map to a param: still the client's input, so a 400."""
+    return error_response(too_large("The request"))
 
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
+from ..errors import InvalidRequestError
 from ..orchestrator import RunOrchestrator, default_orchestrator
 from ..repository import Repository
 from ..services import runs as service
@@ -31,7 +32,23 @@ from .dependencies import Paging, Repo, Tenant
 router = APIRouter(prefix="/v1/threads")
 POLL_AFTER_MS = "500"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-Include = Annotated[list[str] | None, Query(alias="include[]")]
+# The only value OpenAI accepts in ``include[]`` (create run, list and get run steps).
+FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+async def include_fields(include: Annotated[list[str] | None, Query(alias="include[]")] = None) -> list[str] | None:
+    """``include[]``, checked here so a bad value is a 400 naming ``include``, as on OpenAI."""
+    for value in include or []:
+        if value != FILE_SEARCH_CONTENT:
+            raise InvalidRequestError(
+                f"Invalid value for 'include': '{value}'. Supported values are: '{FILE_SEARCH_CONTENT}'.",
+                param="include",
+                code="invalid_value",
+            )
+    return include
+
+
+Include = Annotated[list[str] | None, Depends(include_fields)]
 
 
 async def orchestrator() -> RunOrchestrator:
@@ -46,10 +63,9 @@ def _run_response(run: Run, response: Response) -> Run:
     return run
 
 
-def _stream(repo: Repository, tenant: str, run_id: str, after_seq: int) -> StreamingResponse:
-    return StreamingResponse(
-        stream_events(repo, tenant, run_id, after_seq=after_seq), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+def _stream(repo: Repository, tenant: str, thread_id: str, run_id: str, after_seq: int) -> StreamingResponse:
+    events = stream_events(repo, tenant, run_id, after_seq=after_seq, thread_id=thread_id)
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("/runs", response_model=None)
@@ -58,7 +74,7 @@ def create_thread_and_run(
 ) -> Any:
     run = service.create_thread_and_run(repo, sfn, tenant, body)
     if body.stream:
-        return _stream(repo, tenant, run.id, 0)
+        return _stream(repo, tenant, run.thread_id, run.id, 0)
     return _run_response(run, response)
 
 
@@ -70,11 +86,11 @@ def create_run(
     repo: Repo,
     sfn: Orchestrator,
     response: Response,
-    include: Include = None,
+    include: Include,
 ) -> Any:
     run = service.create_run(repo, sfn, tenant, thread_id, body)
     if body.stream:
-        return _stream(repo, tenant, run.id, 0)
+        return _stream(repo, tenant, run.thread_id, run.id, 0)
     return _run_response(run, response)
 
 
@@ -89,8 +105,10 @@ def get_run(thread_id: str, run_id: str, tenant: Tenant, repo: Repo, response: R
 
 
 @router.post("/{thread_id}/runs/{run_id}")
-def update_run(thread_id: str, run_id: str, body: RunUpdateParams, tenant: Tenant, repo: Repo) -> Run:
-    return service.update_run(repo, RunRef(tenant, thread_id, run_id), body)
+def update_run(
+    thread_id: str, run_id: str, body: RunUpdateParams, tenant: Tenant, repo: Repo, response: Response
+) -> Run:
+    return _run_response(service.update_run(repo, RunRef(tenant, thread_id, run_id), body), response)
 
 
 @router.post("/{thread_id}/runs/{run_id}/cancel")
@@ -110,17 +128,17 @@ def submit_tool_outputs(
 ) -> Any:
     run, after_seq = service.submit_tool_outputs(repo, sfn, RunRef(tenant, thread_id, run_id), body)
     if body.stream:
-        return _stream(repo, tenant, run_id, after_seq)
+        return _stream(repo, tenant, thread_id, run_id, after_seq)
     return _run_response(run, response)
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps")
 def list_steps(
-    thread_id: str, run_id: str, tenant: Tenant, repo: Repo, paging: Paging, include: Include = None
+    thread_id: str, run_id: str, tenant: Tenant, repo: Repo, paging: Paging, include: Include
 ) -> ListPage[RunStep]:
     return service.list_steps(repo, RunRef(tenant, thread_id, run_id), paging)
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
-def get_step(thread_id: str, run_id: str, step_id: str, tenant: Tenant, repo: Repo, include: Include = None) -> RunStep:
+def get_step(thread_id: str, run_id: str, step_id: str, tenant: Tenant, repo: Repo, include: Include) -> RunStep:
     return service.get_step(repo, RunRef(tenant, thread_id, run_id), step_id)

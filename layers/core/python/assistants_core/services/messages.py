@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, NotFoundError, too_large
 from ..ids import new_id, now
-from ..repository import MESSAGE_PREFIX, THREAD_SK, Repository, TransactionConflict, thread_pk
+from ..repository import MESSAGE_PREFIX, THREAD_SK, ItemTooLarge, Repository, TransactionConflict, thread_pk
 from ..types import DeletedObject, ListPage, Message, MessageCreateParams, MessageUpdateParams
 from ..types.message import content_parts
 from .pagination import ListParams, to_list_page
@@ -53,6 +53,8 @@ def create_message(repo: Repository, tenant: str, thread_id: str, params: Messag
         if active:
             raise ConflictError(f"Can't add messages to {thread_id} while a run {active} is active.") from None
         raise
+    except ItemTooLarge:
+        raise too_large("The message", "content") from None
     return message
 
 
@@ -67,8 +69,11 @@ def get_message(repo: Repository, tenant: str, thread_id: str, message_id: str) 
 def update_message(
     repo: Repository, tenant: str, thread_id: str, message_id: str, params: MessageUpdateParams
 ) -> Message:
-    metadata = params.metadata or {}
-    doc = repo.mutate(thread_pk(tenant, thread_id), message_sk(message_id), lambda m: {**m, "metadata": metadata})
+    # Only fields that were sent change, as on OpenAI: a body without metadata keeps it.
+    changes = params.model_dump(mode="json", exclude_unset=True)
+    if "metadata" in changes and changes["metadata"] is None:
+        changes["metadata"] = {}
+    doc = repo.mutate(thread_pk(tenant, thread_id), message_sk(message_id), lambda m: {**m, **changes})
     if doc is None:
         require_thread(repo, tenant, thread_id)
         raise NotFoundError.for_object("message", message_id, param="message_id")

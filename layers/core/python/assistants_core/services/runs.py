@@ -10,16 +10,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from ..config import settings
-from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from ..errors import APIError, ConflictError, InvalidRequestError, NotFoundError, too_large
 from ..ids import new_id, now
 from ..orchestrator import RunOrchestrator
-from ..repository import RUN_PREFIX, THREAD_SK, ConcurrentModification, Repository, step_prefix, step_sk, thread_pk
+from ..repository import (
+    RUN_PREFIX,
+    THREAD_SK,
+    ConcurrentModification,
+    ItemTooLarge,
+    Repository,
+    step_prefix,
+    step_sk,
+    thread_pk,
+)
 from ..types import (
     Assistant,
     ListPage,
+    Message,
     Run,
     RunCreateParams,
     RunStep,
@@ -36,7 +47,9 @@ from .messages import build_message, message_sk
 from .pagination import ListParams, to_list_page
 from .run_events import RunEventWriter
 from .thread_state import active_run, require_thread
-from .threads import create_thread
+from .threads import create_thread, delete_thread
+
+logger = Logger()
 
 
 def _dump(value: Any) -> Any:
@@ -123,12 +136,24 @@ def create_run(
         if active:
             raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
         raise
+    except ItemTooLarge as error:
+        raise _run_too_large(error, params, extra) from None
     try:
         orchestrator.start(tenant, thread_id, run.id, event_seq=events.known_last_seq)
     except Exception:
         fail(repo, ref, "server_error", "The run could not be started.", events)
         raise
     return run
+
+
+def _run_too_large(error: ItemTooLarge, params: RunCreateParams, extra: list[Message]) -> InvalidRequestError:
+    """Name the param that made the run (or its first events, which carry it) too large."""
+    for index, message in enumerate(extra):
+        if error.key is not None and error.key[1] == message_sk(message.id):
+            return too_large(f"Additional message {index}", f"additional_messages[{index}].content")
+    given = params.model_fields_set
+    param = next((p for p in ("additional_instructions", "instructions", "tools") if p in given), None)
+    return too_large("The run", param)
 
 
 def create_thread_and_run(
@@ -138,7 +163,7 @@ def create_thread_and_run(
     thread_params = params.thread or ThreadCreateParams()
     if params.tool_resources is not None and thread_params.tool_resources is None:
         thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
-    thread = create_thread(repo, tenant, thread_params)
+    thread = create_thread(repo, tenant, thread_params, param_prefix="thread.")
     run_params = RunCreateParams.model_validate(
         {
             "assistant_id": params.assistant_id,
@@ -147,7 +172,11 @@ def create_thread_and_run(
             ),
         }
     )
-    return create_run(repo, orchestrator, tenant, thread.id, run_params, created_thread=thread)
+    try:
+        return create_run(repo, orchestrator, tenant, thread.id, run_params, created_thread=thread)
+    except APIError:
+        delete_thread(repo, tenant, thread.id)  # a rejected request leaves no thread behind
+        raise
 
 
 def get_run(repo: Repository, ref: RunRef) -> Run:
@@ -164,15 +193,22 @@ def list_runs(repo: Repository, tenant: str, thread_id: str, params: ListParams)
 
 
 def update_run(repo: Repository, ref: RunRef, params: RunUpdateParams) -> Run:
-    metadata = params.metadata or {}
-    doc = repo.mutate(ref.pk, ref.sk, lambda run: {**run, "metadata": metadata})
+    # Only fields that were sent change, as on OpenAI: a body without metadata keeps it.
+    changes = params.model_dump(mode="json", exclude_unset=True)
+    if "metadata" in changes and changes["metadata"] is None:
+        changes["metadata"] = {}
+    doc = repo.mutate(ref.pk, ref.sk, lambda run: {**run, **changes})
     if doc is None:
         return get_run(repo, ref)  # raises the right 404
     return Run.model_validate(doc)
 
 
 def cancel_run(repo: Repository, orchestrator: RunOrchestrator, ref: RunRef) -> Run:
-    """Set ``cancelling``, stop the execution, close open steps and end in ``cancelled``."""
+    """Set ``cancelling``, stop the execution, close open steps and end in ``cancelled``.
+
+    A failed stop is logged, not raised: the run must still end ``cancelled`` and free its
+    thread, and an execution that kept going sees the status within a second and gives up.
+    """
     stored = repo.get(ref.pk, ref.sk)
     if stored is None:
         get_run(repo, ref)
@@ -189,7 +225,10 @@ def cancel_run(repo: Repository, orchestrator: RunOrchestrator, ref: RunRef) -> 
     if cancelling is None:
         current = get_run(repo, ref)
         raise ConflictError(f"Cannot cancel run with status '{current.status}'.", param="run_id")
-    orchestrator.stop(ref.run_id, str(token) if token else None)
+    try:
+        orchestrator.stop(ref.run_id, str(token) if token else None)
+    except Exception:
+        logger.exception("could not stop the run's execution; cancelling it anyway", extra={"run_id": ref.run_id})
     close_open_steps(repo, ref, "cancelled", events)
     transition(repo, ref, "cancelled", allowed_from={"cancelling"}, events=events)
     return cancelling

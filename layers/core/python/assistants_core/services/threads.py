@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, too_large
 from ..ids import new_id, now
-from ..repository import THREAD_SK, Repository, thread_pk
+from ..repository import THREAD_SK, ItemTooLarge, Repository, thread_pk
 from ..types import DeletedObject, Message, Thread, ThreadCreateParams, ThreadUpdateParams
 from .messages import build_message, message_sk
 
 
-def create_thread(repo: Repository, tenant: str, params: ThreadCreateParams) -> Thread:
+def create_thread(repo: Repository, tenant: str, params: ThreadCreateParams, *, param_prefix: str = "") -> Thread:
+    """Create a thread and its initial messages in one transaction; ``param_prefix`` is where
+    the thread sits in the request body (``thread.`` in create-and-run), for error params."""
     thread = Thread(
         id=new_id("thread"),
         created_at=now(),
@@ -18,10 +20,16 @@ def create_thread(repo: Repository, tenant: str, params: ThreadCreateParams) -> 
     )
     messages: list[Message] = [build_message(thread.id, item) for item in params.messages]
     pk = thread_pk(tenant, thread.id)
-    repo.transact(
-        [repo.op_put(pk, THREAD_SK, thread.model_dump(mode="json"))]
-        + [repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in messages]
-    )
+    try:
+        repo.transact(
+            [repo.op_put(pk, THREAD_SK, thread.model_dump(mode="json"))]
+            + [repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in messages]
+        )
+    except ItemTooLarge as error:
+        index = next((i for i, m in enumerate(messages) if error.key == (pk, message_sk(m.id))), None)
+        if index is None:
+            raise too_large("The thread", param_prefix.rstrip(".") or None) from None
+        raise too_large(f"Message {index}", f"{param_prefix}messages[{index}].content") from None
     return thread
 
 

@@ -10,7 +10,7 @@ from .assistant import Instructions, Temperature, TopP
 from .common import Metadata, ObjectModel, RequestModel
 from .message import MessageCreateParams
 from .thread import ThreadCreateParams
-from .tools import ResponseFormat, ToolChoice, ToolResources, Tools
+from .tools import ResponseFormat, RunTools, ToolChoice, ToolResources
 
 RunStatus = Literal[
     "queued",
@@ -39,7 +39,7 @@ class _RunSettings(RequestModel):
 
     model: Annotated[str, Field(min_length=1)] | None = None
     instructions: Instructions | None = None
-    tools: Tools | None = None
+    tools: RunTools | None = None
     metadata: Metadata = None
     temperature: Temperature | None = None
     top_p: TopP | None = None

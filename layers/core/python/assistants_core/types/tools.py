@@ -49,6 +49,7 @@ def _reject_code_interpreter(tools: list[Any] | None) -> list[Any] | None:
 
 Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(discriminator="type")]
 Tools = Annotated[list[Tool], Field(max_length=128), AfterValidator(_reject_code_interpreter)]
+RunTools = Annotated[list[Tool], Field(max_length=20), AfterValidator(_reject_code_interpreter)]  # a run's override
 
 
 class CodeInterpreterResources(RequestModel):

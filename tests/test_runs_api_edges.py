@@ -1,0 +1,235 @@
+"""Edges of the runs API found by an audit: items over DynamoDB's 400 KB limit, partial updates,
+``openai-poll-after-ms``, ``include[]`` and a cancel whose execution stop fails."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from assistants_core.repository import THREAD_SK, Repository, thread_pk
+from assistants_core.services import runs as run_service
+from assistants_core.services.assistants import create_assistant
+from assistants_core.services.lifecycle import RunRef, load_run
+from assistants_core.services.threads import create_thread
+from assistants_core.types import AssistantCreateParams, MessageCreateParams, RunCreateParams, ThreadCreateParams
+from tests.harness.fake_llm import FakeLLM, text, tool_calls
+from tests.harness.scenario import TERMINAL, script, wait_for
+
+FILE_SEARCH_CONTENT: Final = "step_details.tool_calls[*].file_search.results[*].content"
+MAX_INSTRUCTIONS = 256_000
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def bad_request(call: Any) -> dict[str, Any]:
+    """The body of the 400 a call must fail with (the SDK has no retries here: a 5xx raises)."""
+    with pytest.raises(openai.BadRequestError) as raised:
+        call()
+    body = raised.value.body
+    assert isinstance(body, dict) and body["type"] == "invalid_request_error", body
+    return body
+
+
+def run_to_completion(client: OpenAI, fake: FakeLLM, model: str, thread_id: str, answer: str = "Done.") -> Any:
+    script(fake, model, text(answer))
+    assistant = client.beta.assistants.create(model=model)
+    created = client.beta.threads.runs.create(thread_id, assistant_id=assistant.id)
+    run = wait_for(client, thread_id, created.id, TERMINAL)
+    assert run.status == "completed", run.last_error
+    return run
+
+
+# ------------------------------------------------------------------ items over 400 KB
+
+
+def test_oversize_run_is_a_400_and_leaves_the_thread_unlocked(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+    big = client.beta.assistants.create(model=model, instructions="a" * MAX_INSTRUCTIONS)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+
+    body = bad_request(
+        lambda: client.beta.threads.runs.create(thread.id, assistant_id=big.id, additional_instructions="b" * 200_000)
+    )
+    assert body["param"] == "additional_instructions"
+    assert "too large" in body["message"]
+
+    assert client.beta.threads.runs.list(thread.id).data == []
+    client.beta.threads.messages.create(thread.id, role="user", content="Still there?")
+    run_to_completion(client, fake_llm, model, thread.id)
+
+
+def test_oversize_messages_are_400s_naming_the_message(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create()
+    huge = "m" * 420_000
+
+    body = bad_request(
+        lambda: client.beta.threads.runs.create(
+            thread.id,
+            assistant_id=assistant.id,
+            additional_messages=[{"role": "user", "content": "ok"}, {"role": "user", "content": huge}],
+        )
+    )
+    assert body["param"] == "additional_messages[1].content"
+    body = bad_request(lambda: client.beta.threads.messages.create(thread.id, role="user", content=huge))
+    assert body["param"] == "content"
+    body = bad_request(lambda: client.beta.threads.create(messages=[{"role": "user", "content": huge}]))
+    assert body["param"] == "messages[0].content"
+    body = bad_request(
+        lambda: client.beta.threads.create_and_run(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": huge}]}
+        )
+    )
+    assert body["param"] == "thread.messages[0].content"
+
+    assert client.beta.threads.messages.list(thread.id).data == []
+    client.beta.threads.messages.create(thread.id, role="user", content="Small enough")
+    run_to_completion(client, fake_llm, model, thread.id)
+
+
+def test_oversize_create_and_run_is_a_400(client: OpenAI, model: str) -> None:
+    assistant = client.beta.assistants.create(model=model)
+    described: Any = {"type": "function", "function": {"name": "long", "description": "d" * 160_000}}
+    body = bad_request(
+        lambda: client.beta.threads.create_and_run(
+            assistant_id=assistant.id, instructions="i" * MAX_INSTRUCTIONS, tools=[described]
+        )
+    )
+    assert body["param"] == "instructions"
+
+
+# ------------------------------------------------------------------ updates change only what is sent
+
+
+def test_update_without_metadata_keeps_it(client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str) -> None:
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    run = run_to_completion(client, fake_llm, model, thread.id)
+    message = client.beta.threads.messages.list(thread.id, order="asc").data[0]
+    metadata = {"k": "v"}
+    client.beta.threads.runs.update(run.id, thread_id=thread.id, metadata=metadata)
+    client.beta.threads.messages.update(message.id, thread_id=thread.id, metadata=metadata)
+
+    for path in (f"/v1/threads/{thread.id}/runs/{run.id}", f"/v1/threads/{thread.id}/messages/{message.id}"):
+        response = http.post(path, json={})
+        assert response.status_code == 200, response.text
+        assert response.json()["metadata"] == metadata, path
+        assert http.get(path).json()["metadata"] == metadata, path
+
+    cleared = client.beta.threads.runs.update(run.id, thread_id=thread.id, metadata={})
+    assert cleared.metadata == {}
+
+
+# ------------------------------------------------------------------ openai-poll-after-ms
+
+
+def test_every_non_streaming_run_response_says_when_to_poll(
+    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+) -> None:
+    script(fake_llm, model, tool_calls([("call_1", "get_weather", {})]), text("Sunny."))
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
+    base = f"/v1/threads/{thread.id}/runs"
+
+    def poll_after(response: httpx.Response) -> str | None:
+        assert response.status_code == 200, response.text
+        value: str | None = response.headers.get("openai-poll-after-ms")
+        return value
+
+    created = http.post(base, json={"assistant_id": assistant.id})
+    assert poll_after(created)
+    run_id = created.json()["id"]
+    assert poll_after(http.get(f"{base}/{run_id}"))
+    assert poll_after(http.post(f"{base}/{run_id}", json={"metadata": {"k": "v"}}))
+    run = wait_for(client, thread.id, run_id, {"requires_action"} | TERMINAL)
+    assert run.status == "requires_action", run.last_error
+    outputs = {"tool_outputs": [{"tool_call_id": "call_1", "output": "sunny"}]}
+    assert poll_after(http.post(f"{base}/{run_id}/submit_tool_outputs", json=outputs))
+    wait_for(client, thread.id, run_id, TERMINAL)
+
+    script(fake_llm, model, tool_calls([("call_2", "get_weather", {})]))
+    both = http.post("/v1/threads/runs", json={"assistant_id": assistant.id})
+    assert poll_after(both)
+    other = both.json()
+    wait_for(client, other["thread_id"], other["id"], {"requires_action"} | TERMINAL)
+    assert poll_after(http.post(f"/v1/threads/{other['thread_id']}/runs/{other['id']}/cancel"))
+
+
+# ------------------------------------------------------------------ include[]
+
+
+def test_include_accepts_only_file_search_content(
+    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+) -> None:
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+
+    body = bad_request(
+        lambda: client.beta.threads.runs.create(
+            thread.id,
+            assistant_id=assistant.id,
+            include=["step_details.tool_calls[*].code_interpreter.outputs"],  # type: ignore[list-item]
+        )
+    )
+    assert body["param"] == "include"
+    assert client.beta.threads.runs.list(thread.id).data == []
+
+    script(fake_llm, model, text("Fine."))
+    created = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id, include=[FILE_SEARCH_CONTENT])
+    run = wait_for(client, thread.id, created.id, TERMINAL)
+    assert run.status == "completed", run.last_error
+
+    steps = f"/v1/threads/{thread.id}/runs/{run.id}/steps"
+    rejected = http.get(steps, params={"include[]": "everything"})
+    assert rejected.status_code == 400
+    assert rejected.json()["error"]["param"] == "include"
+    assert http.get(steps, params={"include[]": FILE_SEARCH_CONTENT}).status_code == 200
+
+
+# ------------------------------------------------------------------ cancel when the stop fails
+
+
+def test_a_run_overrides_at_most_20_tools(client: OpenAI, model: str) -> None:
+    """An assistant may have 128 tools, a run's override 20 (OpenAI's CreateRunRequest)."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    assistant = client.beta.assistants.create(model=model, tools=[tool] * 21)
+    thread = client.beta.threads.create()
+    body = bad_request(lambda: client.beta.threads.runs.create(thread.id, assistant_id=assistant.id, tools=[tool] * 21))
+    assert body["param"] == "tools"
+    assert client.beta.threads.runs.list(thread.id).data == []
+
+
+class FailingStop:
+    """An orchestrator whose executions start but cannot be stopped (Step Functions throttling)."""
+
+    def __init__(self) -> None:
+        self.stops = 0
+
+    def start(self, tenant: str, thread_id: str, run_id: str, *, event_seq: int = 0) -> None:
+        pass
+
+    def stop(self, run_id: str, task_token: str | None = None) -> None:
+        self.stops += 1
+        raise RuntimeError("ThrottlingException: Rate exceeded")
+
+
+def test_cancel_ends_cancelled_even_if_the_stop_fails(repo: Repository) -> None:
+    tenant = "tenant_cancel"
+    assistant = create_assistant(repo, tenant, AssistantCreateParams(model="openai/any"))
+    thread = create_thread(repo, tenant, ThreadCreateParams(messages=[MessageCreateParams(role="user", content="Hi")]))
+    orchestrator: Any = FailingStop()
+    run = run_service.create_run(repo, orchestrator, tenant, thread.id, RunCreateParams(assistant_id=assistant.id))
+    ref = RunRef(tenant, thread.id, run.id)
+
+    answered = run_service.cancel_run(repo, orchestrator, ref)
+
+    assert orchestrator.stops == 1
+    assert answered.status == "cancelling"
+    stored = load_run(repo, ref)
+    assert stored is not None and stored.status == "cancelled"
+    thread_item = repo.get(thread_pk(tenant, thread.id), THREAD_SK)
+    assert thread_item is not None and "active_run_id" not in thread_item.attributes
