@@ -11,6 +11,8 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,27 @@ def start_local_stack(log_path: Path, extra_env: dict[str, str]) -> tuple[subpro
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     terminate(process)
+
+
+@contextmanager
+def stack_in_background(
+    fake_llm: FakeLLM,  # noqa: F821
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    env: dict[str, str],
+) -> Iterator[Future[tuple[subprocess.Popen[bytes], str]]]:
+    """Another local stack with ``env`` set, started in a thread so that its start-up overlaps
+    the session stack's and other tests; stopped on exit. Yields the future of (process, url)."""
+    full_env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "x", "ASSISTANTS_API_KEYS": "", **env}
+    log_path = tmp_path_factory.mktemp(name) / "local-stack.log"
+    executor = ThreadPoolExecutor(max_workers=1)
+    future = executor.submit(start_local_stack, log_path, full_env)
+    try:
+        yield future
+    finally:
+        executor.shutdown(wait=True)
+        if future.exception() is None:
+            stop(future.result()[0])
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr
 from openai import OpenAI
 
-from tests.conftest import start_local_stack, stop
+from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import script
 from tests.harness.template import REGION, create_tables, load_template
@@ -31,33 +31,29 @@ pytestmark = pytest.mark.slow
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localstack", "AWS_SECRET_ACCESS_KEY": "localstack"}
 
 
+def dynamodb(endpoint_url: str) -> dict[str, Any]:
+    """Where the stack's tables are, and as whom: for boto3.client and boto3.resource."""
+    return {
+        "service_name": "dynamodb",
+        "endpoint_url": endpoint_url,
+        "region_name": REGION,
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
 @pytest.fixture(scope="module")
 def tables(dynamodb_local_endpoint: str) -> dict[str, str]:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb_local_endpoint,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-    return create_tables(client, load_template())
+    return create_tables(boto3.client(**dynamodb(dynamodb_local_endpoint)), load_template())
 
 
 @pytest.fixture(scope="module")
 def stack_on_dynamodb_local(
     fake_llm: FakeLLM, dynamodb_local_endpoint: str, tables: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    env = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": "fake-llm-key",
-        "ASSISTANTS_API_KEYS": "",
-        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local_endpoint,
-        **CREDENTIALS,
-    }
-    log_path: Path = tmp_path_factory.mktemp("stack-ddb-local") / "local-stack.log"
-    process, url = start_local_stack(log_path, env)
-    yield url
-    stop(process)
+    env = {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local_endpoint, **CREDENTIALS}
+    with stack_in_background(fake_llm, tmp_path_factory, "stack-dynamodb-local", env) as stack:
+        yield stack.result(timeout=120)[1]
 
 
 def test_a_tool_calling_run_parks_and_resumes_on_dynamodb_local(
@@ -78,13 +74,7 @@ def test_a_tool_calling_run_parks_and_resumes_on_dynamodb_local(
         run = stream.current_run
     assert run is not None and run.status == "requires_action"
 
-    table = boto3.resource(
-        "dynamodb",
-        endpoint_url=dynamodb_local_endpoint,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    ).Table(tables["AssistantsTable"])
+    table = boto3.resource(**dynamodb(dynamodb_local_endpoint)).Table(tables["AssistantsTable"])
     # The run lives on DynamoDB Local, where the state machine stores its task token just after
     # the agent step returns (so a moment after the stream ended).
     deadline = time.monotonic() + 10

@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.conftest import start_local_stack, stop
+from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, break_midstream, length, text, tool_calls
 from tests.harness.openapi_spec import validate_object, validate_stream_event, wire
 from tests.harness.scenario import TERMINAL, script, sent, wait_for
@@ -318,21 +317,8 @@ def _timeout_stack(
     if not any("timeout_client" in item.fixturenames for item in request.session.items):
         yield None
         return
-    env = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": "x",
-        "ASSISTANTS_API_KEYS": "",
-        "MODEL_TIMEOUT_SECONDS": "1",
-    }
-    log_path: Path = tmp_path_factory.mktemp("timeout-stack") / "local-stack.log"
-    executor = ThreadPoolExecutor(max_workers=1)
-    future = executor.submit(start_local_stack, log_path, env)
-    try:
+    with stack_in_background(fake_llm, tmp_path_factory, "timeout-stack", {"MODEL_TIMEOUT_SECONDS": "1"}) as future:
         yield future
-    finally:
-        executor.shutdown(wait=True)
-        if future.exception() is None:
-            stop(future.result()[0])
 
 
 @pytest.fixture

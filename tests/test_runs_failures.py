@@ -7,8 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import start_local_stack, stop
+from tests.conftest import stack_in_background
 from tests.harness.fake_llm import (
     FakeLLM,
     Turn,
@@ -387,22 +386,10 @@ def _expiring_stack(
     if not any("expiring_client" in item.fixturenames for item in request.session.items):
         yield None
         return
-    env = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": "x",
-        "ASSISTANTS_API_KEYS": "",
-        "LOCAL_TASK_TIMEOUT_SECONDS": "2",
-        "RUN_EXPIRY_SECONDS": "2",
-    }
-    log_path: Path = tmp_path_factory.mktemp("expiring-stack") / "local-stack.log"
-    executor = ThreadPoolExecutor(max_workers=1)
-    future = executor.submit(start_local_stack, log_path, env)
-    try:
+    with stack_in_background(
+        fake_llm, tmp_path_factory, "expiring-stack", {"LOCAL_TASK_TIMEOUT_SECONDS": "2", "RUN_EXPIRY_SECONDS": "2"}
+    ) as future:
         yield future
-    finally:
-        executor.shutdown(wait=True)
-        if future.exception() is None:
-            stop(future.result()[0])
 
 
 @pytest.fixture
