@@ -292,6 +292,19 @@ def test_delete_partition_removes_everything_under_the_key(repo: Repository) -> 
     repo.delete_partition(thread_pk(TENANT, "thread_never"))  # an empty partition is fine
 
 
+def test_an_update_measures_the_item_as_it_will_be(repo: Repository) -> None:
+    """Replacing a 300 KB doc with another is a 300 KB item, not 600 KB (a run with long
+    instructions rewrites its doc at every status change)."""
+    pk, sk = thread_pk(TENANT, "thread_1"), RUN_PREFIX + "run_long"
+    long = "a" * 300_000
+    repo.create(pk, sk, {"id": "run_long", "instructions": long, "status": "queued"})
+    repo.save(pk, sk, {"id": "run_long", "instructions": long, "status": "in_progress"}, expected_version=1)
+    repo.transact(
+        [repo.op_save(pk, sk, {"id": "run_long", "instructions": long, "status": "done"}, expected_version=2)]
+    )
+    assert repo.get_attribute(pk, sk, "status") == "done"
+
+
 def test_item_size_limit_fails_loudly(repo: Repository) -> None:
     """DynamoDB items stop at 400 KB (names + values): a doc that big is DynamoDB's
     ValidationException, raised as ItemTooLarge naming the item, on every write path, and

@@ -203,9 +203,11 @@ class EmulatedAWS:
 
         _cache_asl_parsing()
         _share_service_clients()
+        from .moto_item_size import install as item_size_as_dynamodb_measures_it
         from .moto_transactions import install as cheap_transactions
 
         cheap_transactions()
+        item_size_as_dynamodb_measures_it()
         self._server = SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False, routes=routes)
         self._server.start()
         request = urllib.request.Request(

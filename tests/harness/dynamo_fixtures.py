@@ -32,6 +32,7 @@ from botocore.config import Config
 
 from assistants_core.repository import Repository
 from tests.harness.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+from tests.harness.moto_item_size import install as install_item_size_fix
 from tests.harness.moto_server import SerializedMotoServer
 from tests.harness.moto_transactions import install as install_cheap_transactions
 from tests.harness.template import create_tables, load_template, resources
@@ -81,6 +82,7 @@ def repository_for(table_name: str, endpoint_url: str) -> Repository:
 def moto_endpoint_fixture() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
     install_cheap_transactions()  # as the local stack runs moto
+    install_item_size_fix()
     server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
