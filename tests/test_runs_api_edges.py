@@ -63,6 +63,21 @@ def test_oversize_run_is_a_400_and_leaves_the_thread_unlocked(client: OpenAI, fa
     run_to_completion(client, fake_llm, model, thread.id)
 
 
+def test_a_new_run_keeps_room_to_grow(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+    """A run that would fit DynamoDB's item today but leave no room for its tool calls, usage or
+    error is refused up front: otherwise it could not record how it ended."""
+    big = client.beta.assistants.create(model=model, instructions="a" * MAX_INSTRUCTIONS)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    body = bad_request(
+        lambda: client.beta.threads.runs.create(thread.id, assistant_id=big.id, additional_instructions="b" * 80_000)
+    )
+    assert body["param"] == "additional_instructions"
+
+    script(fake_llm, model, text("Fine."))
+    created = client.beta.threads.runs.create(thread.id, assistant_id=big.id, additional_instructions="b" * 20_000)
+    assert wait_for(client, thread.id, created.id, TERMINAL).status == "completed"
+
+
 def test_oversize_messages_are_400s_naming_the_message(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create()

@@ -50,6 +50,9 @@ from .thread_state import active_run, require_thread
 from .threads import create_thread, delete_thread
 
 logger = Logger()
+# A new run must leave room in its 400 KB item for what it gathers as it goes (tool calls and
+# their arguments, usage, last_error): a run that outgrew the item could not record its end.
+MAX_NEW_RUN_BYTES = 320_000
 
 
 def _dump(value: Any) -> Any:
@@ -108,6 +111,8 @@ def create_run(
     """
     assistant = get_assistant(repo, tenant, params.assistant_id)
     run = _new_run(thread_id, assistant, params)
+    if len(json.dumps(run.model_dump(mode="json"))) > MAX_NEW_RUN_BYTES:
+        raise _run_too_large(ItemTooLarge(None), params, [])
     ref = RunRef(tenant, thread_id, run.id)
     extra = [build_message(thread_id, m) for m in params.additional_messages or []]
     pk = thread_pk(tenant, thread_id)
