@@ -20,9 +20,8 @@ from openai import OpenAI
 
 from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
-from tests.harness.scenario import script
+from tests.harness.scenario import WEATHER_TOOL, script
 from tests.harness.template import REGION, create_tables, load_template
-from tests.test_runs_streaming import WEATHER_TOOL
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 import httpx
-import openai
-import pytest
 from openai import OpenAI
 
 from assistants_core.repository import THREAD_SK, Repository, thread_pk
@@ -17,23 +15,10 @@ from assistants_core.services.lifecycle import RunRef, load_run
 from assistants_core.services.threads import create_thread
 from assistants_core.types import AssistantCreateParams, MessageCreateParams, RunCreateParams, ThreadCreateParams
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
-from tests.harness.scenario import TERMINAL, script, wait_for
+from tests.harness.scenario import TERMINAL, WEATHER_TOOL, bad_request, script, wait_for
 
 FILE_SEARCH_CONTENT: Final = "step_details.tool_calls[*].file_search.results[*].content"
 MAX_INSTRUCTIONS = 256_000
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
-}
-
-
-def bad_request(call: Any) -> dict[str, Any]:
-    """The body of the 400 a call must fail with (the SDK has no retries here: a 5xx raises)."""
-    with pytest.raises(openai.BadRequestError) as raised:
-        call()
-    body = raised.value.body
-    assert isinstance(body, dict) and body["type"] == "invalid_request_error", body
-    return body
 
 
 def run_to_completion(client: OpenAI, fake: FakeLLM, model: str, thread_id: str, answer: str = "Done.") -> Any:

@@ -21,35 +21,10 @@ from openai import AsyncOpenAI, OpenAI
 from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, break_midstream, length, text, tool_calls
 from tests.harness.openapi_spec import validate_object, validate_stream_event, wire
-from tests.harness.scenario import TERMINAL, script, sent, wait_for
+from tests.harness.scenario import OPENING, TERMINAL, WEATHER_TOOL, assert_valid_stream, script, sent, wait_for
 from tests.harness.sse import SSEStream, parse_sse, post_sse
 
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-# The events a streamed run sends before its answer's first token.
-OPENING = [
-    "thread.run.created",
-    "thread.run.queued",
-    "thread.run.in_progress",
-    "thread.run.step.created",
-    "thread.run.step.in_progress",
-    "thread.message.created",
-    "thread.message.in_progress",
-]
 RUN_TIMESTAMPS = ("started_at", "completed_at", "failed_at", "cancelled_at")
-
-
-def assert_valid_stream(stream: SSEStream) -> None:
-    for name, data in stream.events:
-        validate_stream_event(name, data)
-    assert stream.events[-1] == ("done", "[DONE]")
-    assert stream.raw.endswith("event: done\ndata: [DONE]\n\n")
-    assert stream.names.count("done") == 1
 
 
 def without_deltas(stream: SSEStream) -> list[str]:

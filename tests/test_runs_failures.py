@@ -27,7 +27,7 @@ from tests.harness.fake_llm import (
     tool_calls,
 )
 from tests.harness.openapi_spec import validate_object, validate_stream_event, wire
-from tests.harness.scenario import POLL_SECONDS, TERMINAL, fake_name, wait_for
+from tests.harness.scenario import POLL_SECONDS, TERMINAL, bad_request, fake_name, wait_for
 from tests.harness.sse import post_sse
 
 WEATHER_TOOL: dict[str, Any] = {
@@ -59,15 +59,6 @@ def assert_thread_usable(client: OpenAI, fake: FakeLLM, model: str, thread_id: s
     assert run.status == "completed", run.last_error
     (message,) = client.beta.threads.messages.list(thread_id, run_id=run.id).data
     assert message.content[0].text.value == "Yes, still here."
-
-
-def bad_request(call: Any) -> dict[str, Any]:
-    with pytest.raises(openai.BadRequestError) as raised:
-        call()
-    assert raised.value.status_code == 400
-    body = raised.value.body
-    assert isinstance(body, dict) and body["type"] == "invalid_request_error"
-    return body
 
 
 # ------------------------------------------------------------------ the thread's run lock

@@ -15,16 +15,8 @@ from openai import OpenAI
 
 from tests.harness.fake_llm import FakeLLM, _estimate_prompt_tokens, length, rate_limited, text, tool_calls
 from tests.harness.openapi_spec import validate_object, wire
-from tests.harness.scenario import TERMINAL, fake_name, wait_for
+from tests.harness.scenario import TERMINAL, WEATHER_TOOL, fake_name, wait_for
 
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 TIME_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},

@@ -20,20 +20,13 @@ from assistants_core.repository import EventPage
 from assistants_core.services import run_events
 from assistants_core.types import Run
 from tests.harness.fake_llm import FakeLLM, text
-from tests.harness.openapi_spec import validate_object, validate_stream_event, wire
-from tests.harness.scenario import TERMINAL, script, wait_for
+from tests.harness.openapi_spec import validate_object, wire
+from tests.harness.scenario import TERMINAL, assert_valid_stream, script, wait_for
 from tests.harness.sse import SSEStream, parse_sse, post_sse
 
 # One model token larger than a DynamoDB item (400 KB): the agent step cannot log it, so it dies
 # mid-answer with an error it does not handle itself; the state machine's Catch then fails the run.
 OVERSIZED_TOKEN = " " + "x" * 420_000
-
-
-def assert_valid(stream: SSEStream) -> None:
-    for name, data in stream.events:
-        validate_stream_event(name, data)
-    assert stream.events[-1] == ("done", "[DONE]"), stream.names[-3:]
-    assert stream.raw.endswith("event: done\ndata: [DONE]\n\n")
 
 
 def test_agent_crash_mid_answer_fails_the_run_and_leaves_the_message_incomplete(
@@ -44,7 +37,7 @@ def test_agent_crash_mid_answer_fails_the_run_and_leaves_the_message_incomplete(
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
 
     stream = post_sse(http, f"/v1/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
-    assert_valid(stream)
+    assert_valid_stream(stream)
     names = stream.names
     assert "thread.message.delta" in names and "thread.message.completed" not in names
     assert names[-4:] == ["thread.message.incomplete", "thread.run.step.failed", "thread.run.failed", "done"], names
@@ -90,7 +83,7 @@ def test_deleting_the_thread_mid_stream_ends_the_stream_with_an_error(
             assert deleted_at is None or time.monotonic() - deleted_at < 8, "the stream did not end"
     assert deleted_at is not None
     stream = parse_sse(raw)
-    assert_valid(stream)
+    assert_valid_stream(stream)
     assert stream.names[-2:] == ["error", "done"], stream.names
     assert "thread.run.completed" not in stream.names
     error = stream.events[-2][1]
@@ -125,7 +118,7 @@ def collect(repo: StubRepo, monkeypatch: pytest.MonkeyPatch, after_seq: int = 0)
     monkeypatch.setattr(run_events, "settings", lambda: fast)
 
     async def read() -> str:
-        frames = run_events.stream_events(repo, "tenant", "run_1", after_seq=after_seq)  # type: ignore[arg-type]
+        frames = run_events.stream_events(repo, "tenant", "run_1", after_seq=after_seq, thread_id="thread_1")  # type: ignore[arg-type]
         return "".join([frame async for frame in frames])
 
     return parse_sse(asyncio.run(asyncio.wait_for(read(), timeout=5)))
@@ -134,7 +127,7 @@ def collect(repo: StubRepo, monkeypatch: pytest.MonkeyPatch, after_seq: int = 0)
 def test_a_log_that_cannot_be_read_ends_the_stream_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = collect(StubRepo(fail_reads=True), monkeypatch)
     assert stream.names == ["error", "done"]
-    assert_valid(stream)
+    assert_valid_stream(stream)
     assert stream.events[0][1]["type"] == "server_error"
 
 
@@ -155,5 +148,5 @@ def test_a_run_that_ended_without_its_end_event_ends_the_stream(monkeypatch: pyt
     )
     stream = collect(StubRepo(status="failed", run=run), monkeypatch, after_seq=1)
     assert stream.names == ["thread.run.failed", "done"]
-    assert_valid(stream)
+    assert_valid_stream(stream)
     assert stream.events[0][1]["id"] == "run_1" and stream.events[0][1]["status"] == "failed"

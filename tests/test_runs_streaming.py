@@ -15,25 +15,8 @@ from openai import AssistantEventHandler, AsyncOpenAI, OpenAI
 from openai.types.beta.threads.runs import RunStep, ToolCall
 
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
-from tests.harness.openapi_spec import validate_stream_event
-from tests.harness.scenario import script, sent
-from tests.harness.sse import SSEStream, post_sse
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-
-
-def assert_valid_stream(stream: SSEStream) -> None:
-    for name, data in stream.events:
-        validate_stream_event(name, data)
-    assert stream.events[-1] == ("done", "[DONE]")
-    assert stream.raw.endswith("event: done\ndata: [DONE]\n\n")
+from tests.harness.scenario import OPENING, WEATHER_TOOL, assert_valid_stream, script, sent
+from tests.harness.sse import post_sse
 
 
 def test_text_run_streams_openai_events_in_order(
@@ -48,13 +31,7 @@ def test_text_run_streams_openai_events_in_order(
     assert_valid_stream(stream)
     names = [n for n in stream.names if n != "thread.message.delta"]
     assert names == [
-        "thread.run.created",
-        "thread.run.queued",
-        "thread.run.in_progress",
-        "thread.run.step.created",
-        "thread.run.step.in_progress",
-        "thread.message.created",
-        "thread.message.in_progress",
+        *OPENING,
         "thread.message.completed",
         "thread.run.step.completed",
         "thread.run.completed",

@@ -50,6 +50,16 @@ class NotFoundError(APIError):
         return cls(f"No {kind} found with id '{object_id}'.", param=param)
 
 
+class ServerError(APIError):
+    """Our own failure, never the client's input: the one 5xx (the SDK retries it)."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str = "The server had an error while processing your request.") -> None:
+        super().__init__(message)
+
+
 class ConflictError(APIError):
     """A request that conflicts with the current state of an object (still a 400, as OpenAI does)."""
 

@@ -175,12 +175,14 @@ class Turn:
                 elif isinstance(chunk, TokenUsage):
                     reported = chunk
                 if self._cancelled():
-                    self._abandon("cancelled")
+                    # The cancel closes the message with the text the stream showed, before
+                    # thread.run.cancelled; what this turn received after it is not the answer's.
+                    self.events.flush()
                     return "cancelled"
             if finish is None:
                 raise ModelError("server_error", "The model's response stream ended before the answer was complete.")
         except ModelError:
-            self._abandon("failed")
+            self._abandon()
             raise
         usage = self._usage(reported, prompt_tokens)
         if self.calls:
@@ -450,15 +452,10 @@ class Turn:
         self._last_cancel_check = time.monotonic()
         return self.repo.get_attribute(self.ref.pk, self.ref.sk, "status") != "in_progress"
 
-    def _abandon(self, why: str) -> None:
-        """Keep what the model said so far as an incomplete message when the turn fails.
-
-        A cancelled turn leaves its message to the cancel, which closes it with the text the
-        stream showed, before ``thread.run.cancelled``; tokens this turn received after the
-        cancel are not the answer's.
-        """
+    def _abandon(self) -> None:
+        """Keep what the model said so far as an incomplete message when the turn fails."""
         self.events.flush()
-        if why == "cancelled" or self.message is None or self.message.status != "in_progress":
+        if self.message is None or self.message.status != "in_progress":
             return
         moment = now()
         message = self.message.model_copy(

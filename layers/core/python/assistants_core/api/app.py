@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import APIError, InvalidRequestError, too_large
+from ..errors import APIError, InvalidRequestError, ServerError, too_large
 from ..repository import ItemTooLarge
 
 logger = Logger()
@@ -73,17 +73,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"path": request.url.path})
-    return JSONResponse(
-        {
-            "error": {
-                "message": "The server had an error while processing your request.",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-        },
-        status_code=500,
-    )
+    return error_response(ServerError())
 
 
 def _param_path(location: Any) -> str | None:

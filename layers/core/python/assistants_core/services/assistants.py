@@ -31,11 +31,9 @@ def get_assistant(repo: Repository, tenant: str, assistant_id: str) -> Assistant
 
 
 def update_assistant(repo: Repository, tenant: str, assistant_id: str, params: AssistantUpdateParams) -> Assistant:
-    changes = params.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    changes = params.changes()
     if changes.get("model", "") is None:
         del changes["model"]
-    if "metadata" in changes and changes["metadata"] is None:
-        changes["metadata"] = {}
     if "tools" in changes and changes["tools"] is None:
         changes["tools"] = []
     doc = repo.mutate(tenant_pk(tenant), _sk(assistant_id), lambda current: {**current, **changes})

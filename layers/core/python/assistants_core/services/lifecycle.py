@@ -19,7 +19,6 @@ from ..repository import (
     ConcurrentModification,
     Repository,
     StoredDoc,
-    TransactionConflict,
     run_log_pk,
     step_prefix,
     step_sk,
@@ -205,13 +204,13 @@ def close_open_message(
             "incomplete_details": {"reason": reason},
             "content": [text_part(said)] if said else stored.doc["content"],
         }
-        save = repo.op_save(ref.pk, sk, doc, expected_version=stored.version)
         try:
             if events is None:
-                repo.transact([save])
+                repo.save(ref.pk, sk, doc, expected_version=stored.version)
             else:
                 log, ttl = run_log_pk(ref.tenant, ref.run_id), moment + EVENT_RETENTION_SECONDS
+                save = repo.op_save(ref.pk, sk, doc, expected_version=stored.version)
                 repo.append_events(log, last_seq + 1, [(MESSAGE_INCOMPLETE, doc)], ttl=ttl, with_ops=[save])
-        except (ConcurrentModification, TransactionConflict):  # the agent wrote meanwhile: read again
+        except ConcurrentModification:  # the agent wrote meanwhile (or took the number): read again
             continue
         return

@@ -69,10 +69,7 @@ def get_message(repo: Repository, tenant: str, thread_id: str, message_id: str) 
 def update_message(
     repo: Repository, tenant: str, thread_id: str, message_id: str, params: MessageUpdateParams
 ) -> Message:
-    # Only fields that were sent change, as on OpenAI: a body without metadata keeps it.
-    changes = params.model_dump(mode="json", exclude_unset=True)
-    if "metadata" in changes and changes["metadata"] is None:
-        changes["metadata"] = {}
+    changes = params.changes()
     doc = repo.mutate(thread_pk(tenant, thread_id), message_sk(message_id), lambda m: {**m, **changes})
     if doc is None:
         require_thread(repo, tenant, thread_id)

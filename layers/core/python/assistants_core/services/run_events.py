@@ -25,8 +25,9 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from ..config import Settings, settings
+from ..errors import APIError, InvalidRequestError, ServerError
 from ..ids import now
-from ..repository import ConcurrentModification, EventSequenceTaken, Repository, run_log_pk
+from ..repository import RUN_PREFIX, ConcurrentModification, EventSequenceTaken, Repository, run_log_pk, thread_pk
 from ..types.events import (
     DELTA_EVENTS,
     DONE,
@@ -38,7 +39,7 @@ from ..types.events import (
     STREAM_END_EVENTS,
     run_event,
 )
-from ..types.run import TERMINAL_STATUSES
+from ..types.run import TERMINAL_STATUSES, Run
 
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 # A run in one of these has logged the event that ends a stream (or should have).
@@ -224,24 +225,23 @@ async def stream_events(
     run_id: str,
     *,
     after_seq: int,
-    thread_id: str | None = None,
+    thread_id: str,
 ) -> AsyncIterator[str]:
     """Tail a run's event log as SSE frames until the run ends or waits for tool outputs.
 
     Keep-alive comments go out when nothing happened for a while, because API Gateway
     closes a streamed response that stays idle for five minutes. Each keep-alive also checks
     the run (see :class:`_RunCheck`), so a run that will never log an end event does not hold
-    the stream open until the function times out. ``thread_id`` saves a log read for that
-    check (None: taken from the log's first item). A failure to read ends the stream with an
+    the stream open until the function times out. A failure to read ends the stream with an
     ``error`` event and ``done`` rather than a dropped connection, which SDKs report as a
     network error.
     """
     try:
-        async for frame in _tail(repo, tenant, run_id, after_seq, _RunCheck(repo, tenant, run_id, thread_id)):
+        async for frame in _tail(repo, tenant, run_id, after_seq, _RunCheck(repo, tenant, thread_id, run_id)):
             yield frame
     except Exception:
         logger.exception("could not stream the run's events", extra={"run_id": run_id})
-        yield sse_frame(ERROR, _error_json("The server had an error while streaming the run.", "server_error"))
+        yield sse_frame(ERROR, _error_data(ServerError("The server had an error while streaming the run.")))
         yield sse_frame(DONE, "[DONE]")
 
 
@@ -278,9 +278,9 @@ async def _tail(repo: Repository, tenant: str, run_id: str, after_seq: int, chec
         await asyncio.sleep(poll_delay(last_name, time.monotonic() - last_event, config))
 
 
-def _error_json(message: str, type_: str, code: str | None = None) -> str:
-    """An OpenAI ``Error`` object (the data of the ``error`` event), as JSON."""
-    return json.dumps({"message": message, "type": type_, "param": None, "code": code}, separators=(",", ":"))
+def _error_data(error: APIError) -> str:
+    """The data of an ``error`` event: the OpenAI ``Error`` object, as JSON."""
+    return json.dumps(error.body()["error"], separators=(",", ":"))
 
 
 class _RunCheck:
@@ -291,41 +291,25 @@ class _RunCheck:
     eventually consistent read of the run's status, more only when that looks final.
     """
 
-    def __init__(self, repo: Repository, tenant: str, run_id: str, thread_id: str | None) -> None:
-        self.repo, self.tenant, self.run_id, self.thread_id = repo, tenant, run_id, thread_id
+    def __init__(self, repo: Repository, tenant: str, thread_id: str, run_id: str) -> None:
+        self.repo, self.tenant, self.run_id = repo, tenant, run_id
+        self.pk, self.sk = thread_pk(tenant, thread_id), RUN_PREFIX + run_id
 
     def ending(self, after_seq: int) -> tuple[str, str] | None:
         """The (event, data) to end the stream with after ``after_seq``; None: keep tailing."""
-        from .lifecycle import RunRef, load_run  # lifecycle writes through this module
-
-        thread_id = self.thread_id or self._thread_from_log()
-        if thread_id is None:
-            return ERROR, self._gone()
-        self.thread_id = thread_id
-        ref = RunRef(self.tenant, thread_id, self.run_id)
-        status = self.repo.get_attribute(ref.pk, ref.sk, "status")
+        status = self.repo.get_attribute(self.pk, self.sk, "status")
         if status is not None and status not in STREAM_END_STATUSES:
             return None
-        run = load_run(self.repo, ref)  # consistent: the cheap read may lag
+        doc = self.repo.get_doc(self.pk, self.sk)  # consistent: the cheap read may lag
+        run = Run.model_validate(doc) if doc else None
         if run is not None and run.status not in STREAM_END_STATUSES:
             return None
         if self.repo.read_events(run_log_pk(self.tenant, self.run_id), after_seq, limit=1).events:
             return None  # the end event (or more) arrived meanwhile: stream it
         if run is None:
-            return ERROR, self._gone()
+            gone = f"Run '{self.run_id}' no longer exists: its thread was deleted while it ran."
+            return ERROR, _error_data(InvalidRequestError(gone))
         return run_event(run.status), json.dumps(run.model_dump(mode="json"), separators=(",", ":"))
-
-    def _thread_from_log(self) -> str | None:
-        """The run's thread, from its log's first item (thread.created and/or thread.run.created)."""
-        for _, _, data in self.repo.read_events(run_log_pk(self.tenant, self.run_id), 0, limit=1).events:
-            thread_id = json.loads(data).get("thread_id")
-            if thread_id:
-                return str(thread_id)
-        return None
-
-    def _gone(self) -> str:
-        message = f"Run '{self.run_id}' no longer exists: its thread was deleted while it ran."
-        return _error_json(message, "invalid_request_error")
 
 
 def poll_delay(last_name: str | None, idle: float, config: Settings) -> float:

@@ -112,7 +112,7 @@ def create_run(
     assistant = get_assistant(repo, tenant, params.assistant_id)
     run = _new_run(thread_id, assistant, params)
     if len(json.dumps(run.model_dump(mode="json"))) > MAX_NEW_RUN_BYTES:
-        raise _run_too_large(ItemTooLarge(None), params, [])
+        raise _run_too_large(None, params, [])
     ref = RunRef(tenant, thread_id, run.id)
     extra = [build_message(thread_id, m) for m in params.additional_messages or []]
     pk = thread_pk(tenant, thread_id)
@@ -142,7 +142,7 @@ def create_run(
             raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
         raise
     except ItemTooLarge as error:
-        raise _run_too_large(error, params, extra) from None
+        raise _run_too_large(error.key, params, extra) from None
     try:
         orchestrator.start(tenant, thread_id, run.id, event_seq=events.known_last_seq)
     except Exception:
@@ -151,10 +151,11 @@ def create_run(
     return run
 
 
-def _run_too_large(error: ItemTooLarge, params: RunCreateParams, extra: list[Message]) -> InvalidRequestError:
-    """Name the param that made the run (or its first events, which carry it) too large."""
+def _run_too_large(key: tuple[str, str] | None, params: RunCreateParams, extra: list[Message]) -> InvalidRequestError:
+    """Name the param that made the run (or its first events, which carry it, or the item at
+    ``key``) too large."""
     for index, message in enumerate(extra):
-        if error.key is not None and error.key[1] == message_sk(message.id):
+        if key is not None and key[1] == message_sk(message.id):
             return too_large(f"Additional message {index}", f"additional_messages[{index}].content")
     given = params.model_fields_set
     param = next((p for p in ("additional_instructions", "instructions", "tools") if p in given), None)
@@ -198,10 +199,7 @@ def list_runs(repo: Repository, tenant: str, thread_id: str, params: ListParams)
 
 
 def update_run(repo: Repository, ref: RunRef, params: RunUpdateParams) -> Run:
-    # Only fields that were sent change, as on OpenAI: a body without metadata keeps it.
-    changes = params.model_dump(mode="json", exclude_unset=True)
-    if "metadata" in changes and changes["metadata"] is None:
-        changes["metadata"] = {}
+    changes = params.changes()
     doc = repo.mutate(ref.pk, ref.sk, lambda run: {**run, **changes})
     if doc is None:
         return get_run(repo, ref)  # raises the right 404

@@ -41,9 +41,7 @@ def get_thread(repo: Repository, tenant: str, thread_id: str) -> Thread:
 
 
 def update_thread(repo: Repository, tenant: str, thread_id: str, params: ThreadUpdateParams) -> Thread:
-    changes = params.model_dump(mode="json", exclude_unset=True)
-    if "metadata" in changes and changes["metadata"] is None:
-        changes["metadata"] = {}
+    changes = params.changes()
     if changes.get("tool_resources"):
         changes["tool_resources"] = params.tool_resources.model_dump(exclude_none=True)  # type: ignore[union-attr]
     doc = repo.mutate(thread_pk(tenant, thread_id), THREAD_SK, lambda current: {**current, **changes})

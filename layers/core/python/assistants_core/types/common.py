@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -35,6 +35,14 @@ class RequestModel(BaseModel):
     """Base of every request body: unknown fields are an error, as on OpenAI."""
 
     model_config = ConfigDict(extra="forbid")
+
+    def changes(self) -> dict[str, Any]:
+        """What an update request sets, as JSON: only the fields it sent (OpenAI leaves the others
+        alone), with ``metadata: null`` meaning no metadata."""
+        changes = self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        if "metadata" in changes and changes["metadata"] is None:
+            changes["metadata"] = {}
+        return changes
 
 
 class ObjectModel(BaseModel):
