@@ -34,7 +34,7 @@ $(NODE_DIR)/.installed: package.json
 	touch $@
 
 dev: $(VENV)/.installed
-	HOST=$(HOST) PORT=$(PORT) $(PY) -m tests.harness.local_stack
+	HOST=$(HOST) PORT=$(PORT) $(PY) -m local
 
 validate: $(TOOLS)/.installed
 	$(TOOLS)/bin/sam validate --lint --template template.yaml
@@ -57,15 +57,15 @@ key: $(VENV)/.installed
 	$(PY) -m assistants_core.api_keys $(ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check layers functions tests
-	$(VENV)/bin/ruff format --check layers functions tests
+	$(VENV)/bin/ruff check layers functions local tests
+	$(VENV)/bin/ruff format --check layers functions local tests
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy layers/core/python/assistants_core
+	$(VENV)/bin/mypy layers/core/python/assistants_core local
 
 fmt: $(VENV)/.installed
-	$(VENV)/bin/ruff format layers functions tests
-	$(VENV)/bin/ruff check --fix layers functions tests
+	$(VENV)/bin/ruff format layers functions local tests
+	$(VENV)/bin/ruff check --fix layers functions local tests
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .cache .aws-sam

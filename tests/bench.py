@@ -73,8 +73,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK flags 
 
 import httpx  # noqa: E402
 
+from local.lambda_runtime import free_port  # noqa: E402
 from tests.conftest import ROOT, start_local_stack, stop  # noqa: E402
-from tests.harness.local_stack import free_port  # noqa: E402
 from tests.harness.processes import terminate, wait_until_healthy  # noqa: E402
 
 # ------------------------------------------------------------------ parameters
@@ -182,7 +182,7 @@ def start_dynamodb_local() -> Any:
     """DynamoDB Local with the template's tables; raises if Java or the jar is missing."""
     import boto3
 
-    from tests.harness import template as cfn
+    from local import template as cfn
     from tests.harness.dynamodb_local import DynamoDBLocal
 
     local = DynamoDBLocal().start()

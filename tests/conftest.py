@@ -19,6 +19,7 @@ import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from local.lambda_runtime import free_port
 from tests.harness.dynamo_fixtures import (  # noqa: F401 - fixtures, used by name
     assistants_table_fixture,
     dynamo_engine_fixture,
@@ -26,7 +27,6 @@ from tests.harness.dynamo_fixtures import (  # noqa: F401 - fixtures, used by na
     moto_endpoint_fixture,
     repo_fixture,
 )
-from tests.harness.local_stack import free_port
 from tests.harness.processes import terminate, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +45,7 @@ def start_local_stack(log_path: Path, extra_env: dict[str, str]) -> tuple[subpro
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **extra_env}
     env["PYTHONPATH"] = f"{ROOT / 'layers' / 'core' / 'python'}{os.pathsep}{ROOT}"
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.local_stack"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    process = subprocess.Popen([sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(process, f"{url}/health", log_path, "local stack", timeout=90)
     return process, url

@@ -13,8 +13,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from local.lambda_runtime import free_port
 from tests.conftest import ROOT, start_local_stack, stop
-from tests.harness.local_stack import free_port
 
 
 @pytest.fixture(scope="module")

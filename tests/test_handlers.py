@@ -23,7 +23,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.harness import template as cfn
+from local import template as cfn
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -18,10 +18,10 @@ import pytest
 from boto3.dynamodb.conditions import Attr
 from openai import OpenAI
 
+from local.template import REGION, create_tables, load_template
 from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import WEATHER_TOOL, script
-from tests.harness.template import REGION, create_tables, load_template
 
 pytestmark = pytest.mark.slow
 

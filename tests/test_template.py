@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import template as cfn
+from local import template as cfn
 
 ROOT = cfn.ROOT
 LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerX86:25"

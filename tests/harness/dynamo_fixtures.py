@@ -9,7 +9,7 @@ not shadow the test arguments (ruff F811).
   thread and answers one request at a time (see :func:`_serialized`).
 * ``dynamo_engine`` - parametrized over ``"moto"`` and ``"dynamodb-local"``: (name, endpoint).
 * ``assistants_table`` - a fresh copy of the template's ``AssistantsTable`` under a unique name,
-  created with :func:`tests.harness.template.create_tables` (so keys and TTL come from
+  created with :func:`local.template.create_tables` (so keys and TTL come from
   ``template.yaml``), deleted after the test.
 * ``repo`` - an :class:`assistants_core.repository.Repository` on that table.
 
@@ -31,11 +31,11 @@ import pytest
 from botocore.config import Config
 
 from assistants_core.repository import Repository
+from local.emulator.dynamodb_item_size import install as install_item_size_fix
+from local.emulator.dynamodb_transactions import install as install_cheap_transactions
+from local.emulator.server import SerializedMotoServer
+from local.template import create_tables, load_template, resources
 from tests.harness.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
-from tests.harness.moto_item_size import install as install_item_size_fix
-from tests.harness.moto_server import SerializedMotoServer
-from tests.harness.moto_transactions import install as install_cheap_transactions
-from tests.harness.template import create_tables, load_template, resources
 
 __all__ = [
     "ENGINES",

@@ -4,7 +4,7 @@ moto 5 snapshots (deep-copies) every table a transaction touches, once per item,
 on failure: each transaction costs time proportional to the table's size (about 0.25 s at
 5,000 items), and every run status change here is a transaction. This version checks every
 condition first and writes only if all hold, which is all-or-nothing because the local stack
-answers one DynamoDB request at a time (:mod:`tests.harness.moto_server`). It snapshots only
+answers one DynamoDB request at a time (:mod:`local.emulator.server`). It snapshots only
 the items it writes, to undo them if a write itself fails (a malformed update expression).
 """
 

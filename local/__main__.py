@@ -1,0 +1,5 @@
+"""``python -m local``: serve the local stack on HOST:PORT (what ``make dev`` runs)."""
+
+from .stack import main
+
+main()
