@@ -1,26 +1,5 @@
-"""Every DynamoDB access pattern of the service, in one place.
-
-One table (see ``docs/data-model.md`` for the why). Every key but the API-key directory starts
-with ``T#<tenant>``, so a request scoped to one tenant cannot name another tenant's item.
-
-====================  ===============================  ================================
-item                  PK                               SK
-====================  ===============================  ================================
-assistant             ``T#<t>``                        ``ASST#<asst_id>``
-thread                ``T#<t>#THREAD#<thread_id>``     ``THREAD``
-message               ``T#<t>#THREAD#<thread_id>``     ``MSG#<msg_id>``
-run                   ``T#<t>#THREAD#<thread_id>``     ``RUN#<run_id>``
-run step              ``T#<t>#THREAD#<thread_id>``     ``STEP#<run_id>#<step_id>``
-run event (SSE log)   ``T#<t>#RUN#<run_id>``           ``EVT#<seq, 10 digits>``
-API key               ``APIKEY``                       ``KEY#<sha256 of the key>``
-====================  ===============================  ================================
-
-Each API object is stored whole as JSON in ``doc`` with a ``version`` counter for optimistic
-concurrency. Attributes that conditions and filters need live beside it: ``status`` and
-``run_id`` (mirrored from the doc), ``active_run_id`` on a thread (the run lock) and
-``task_token`` on a run parked in ``requires_action``. Ids sort by creation time
-(:mod:`assistants_core.ids`), so sort keys order lists and an id is its own cursor.
-"""
+"""The document store: API objects as JSON documents with optimistic concurrency, and the
+transactions and attribute updates the services compose."""
 
 from __future__ import annotations
 
@@ -29,14 +8,24 @@ import copy
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal
 
 import boto3
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
-from .config import boto_config, settings
+from ..config import boto_config, settings
+from .errors import (
+    ConcurrentModification,
+    ItemTooLarge,
+    TransactionConflict,
+    is_conditional_failure,
+    is_item_too_large,
+    largest_key,
+    operation_key,
+    too_large_reason,
+    transaction_reasons,
+)
 
 Order = Literal["asc", "desc"]
 Doc = dict[str, Any]
@@ -44,46 +33,9 @@ MIRRORED_ATTRIBUTES = ("status", "run_id")
 TTL_ATTRIBUTE = "ttl"
 
 
-class ConcurrentModification(Exception):
-    """A conditional write lost a race; the caller re-reads and retries or reports a conflict."""
-
-
-class EventSequenceTaken(ConcurrentModification):
-    """Another writer appended a run event at the same sequence number first."""
-
-
-class ItemTooLarge(Exception):
-    """A write would take an item past DynamoDB's 400 KB item limit: deterministic, so callers
-    report it as bad input instead of letting DynamoDB's ValidationException become a 500.
-
-    ``key`` is the (PK, SK) of the offending item when known (the largest one of a transaction).
-    """
-
-    def __init__(self, key: tuple[str, str] | None) -> None:
-        super().__init__(f"item {key[0]}/{key[1]} exceeds DynamoDB's 400 KB limit" if key else "item too large")
-        self.key = key
-
-
-class TransactionConflict(Exception):
-    """A transaction's condition failed; ``reasons`` lists each item's cancellation code."""
-
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__(", ".join(reasons))
-        self.reasons = reasons
-
-
 @dataclass(frozen=True)
 class Page:
     items: list[Doc]
-    has_more: bool
-
-
-@dataclass(frozen=True)
-class EventPage:
-    """Events read from a run's log as (item number, name, JSON data); ``has_more`` when the
-    read stopped at its item limit."""
-
-    events: list[tuple[int, str, str]]
     has_more: bool
 
 
@@ -94,90 +46,7 @@ class StoredDoc:
     attributes: dict[str, Any]
 
 
-# ---------------------------------------------------------------- keys
-
-
-def tenant_pk(tenant: str) -> str:
-    return f"T#{tenant}"
-
-
-def thread_pk(tenant: str, thread_id: str) -> str:
-    return f"T#{tenant}#THREAD#{thread_id}"
-
-
-def run_log_pk(tenant: str, run_id: str) -> str:
-    return f"T#{tenant}#RUN#{run_id}"
-
-
-THREAD_SK = "THREAD"
-ASSISTANT_PREFIX = "ASST#"
-MESSAGE_PREFIX = "MSG#"
-RUN_PREFIX = "RUN#"
-EVENT_PREFIX = "EVT#"
-# DynamoDB items hold at most 400 KB; an append larger than this spreads over several items.
-EVENT_ITEM_BYTES = 300_000
-API_KEYS_PK = "APIKEY"
-API_KEY_PREFIX = "KEY#"
-
-
-def step_prefix(run_id: str) -> str:
-    return f"STEP#{run_id}#"
-
-
-def step_sk(run_id: str, step_id: str) -> str:
-    return step_prefix(run_id) + step_id
-
-
-def event_sk(seq: int) -> str:
-    return f"{EVENT_PREFIX}{seq:010d}"
-
-
-def _is_conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def _is_item_too_large(error: ClientError) -> bool:
-    """DynamoDB's answer to an item over 400 KB: a ValidationException about the item size."""
-    detail = error.response.get("Error", {})
-    return detail.get("Code") == "ValidationException" and "item size" in str(detail.get("Message", "")).lower()
-
-
-def _too_large_reason(error: ClientError) -> int | None:
-    """Index of the operation a cancelled transaction names as too large (DynamoDB reports an
-    update that grows an item past the limit as a ValidationError cancellation reason)."""
-    for index, reason in enumerate(error.response.get("CancellationReasons") or []):
-        if reason.get("Code") == "ValidationError" and "size" in str(reason.get("Message", "")).lower():
-            return index
-    return None
-
-
-def _operation_key(operation: dict[str, Any]) -> tuple[str, str] | None:
-    body = next(iter(operation.values()))
-    key = body.get("Key") or body.get("Item") or {}
-    return (str(key["PK"]), str(key["SK"])) if "PK" in key and "SK" in key else None
-
-
-def _largest_key(operations: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """The key of the operation writing the most data: the likely culprit of an oversized write."""
-    writes = [op for op in operations if "Put" in op or "Update" in op]
-    if not writes:
-        return None
-
-    def size(operation: dict[str, Any]) -> int:
-        body = next(iter(operation.values()))
-        return len(json.dumps(body.get("Item") or body.get("ExpressionAttributeValues") or {}, default=str))
-
-    return _operation_key(max(writes, key=size))
-
-
-def _transaction_reasons(error: ClientError) -> list[str] | None:
-    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return None
-    reasons = error.response.get("CancellationReasons") or []
-    return [r.get("Code", "None") for r in reasons]
-
-
-class Repository:
+class DocumentStore:
     def __init__(self, table_name: str | None = None, dynamodb: Any = None) -> None:
         resource = dynamodb or boto3.resource("dynamodb", config=boto_config())
         self.table = resource.Table(table_name or settings().table_name)
@@ -193,9 +62,9 @@ class Repository:
                 ConditionExpression=Attr("PK").not_exists(),
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
-            if _is_item_too_large(error):
+            if is_item_too_large(error):
                 raise ItemTooLarge((pk, sk)) from error
             raise
 
@@ -236,9 +105,9 @@ class Repository:
         try:
             response = self.client.update_item(**update, ReturnValues="ALL_OLD" if return_old else "NONE")
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
-            if _is_item_too_large(error):
+            if is_item_too_large(error):
                 raise ItemTooLarge((pk, sk)) from error
             raise
         return dict(response.get("Attributes") or {})
@@ -306,7 +175,7 @@ class Repository:
         try:
             self.table.delete_item(Key={"PK": pk, "SK": sk}, ConditionExpression=Attr("PK").exists())
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_conditional_failure(error):
                 return False
             raise
         return True
@@ -402,12 +271,12 @@ class Repository:
         try:
             self.client.transact_write_items(TransactItems=operations)
         except ClientError as error:
-            if _is_item_too_large(error):
-                raise ItemTooLarge(_largest_key(operations)) from error
-            culprit = _too_large_reason(error)
+            if is_item_too_large(error):
+                raise ItemTooLarge(largest_key(operations)) from error
+            culprit = too_large_reason(error)
             if culprit is not None and culprit < len(operations):
-                raise ItemTooLarge(_operation_key(operations[culprit])) from error
-            reasons = _transaction_reasons(error)
+                raise ItemTooLarge(operation_key(operations[culprit])) from error
+            reasons = transaction_reasons(error)
             if reasons is not None:
                 raise TransactionConflict(reasons) from error
             raise
@@ -506,92 +375,10 @@ class Repository:
         try:
             response = self.table.update_item(**kwargs)
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
             raise
         return response.get("Attributes") if return_old else None
-
-    # ------------------------------------------------------------ run event log
-
-    def op_put_events(self, pk: str, seq: int, events: builtins.list[tuple[str, str]], *, ttl: int) -> dict[str, Any]:
-        """The Put of one log item at number ``seq`` holding events as (name, JSON data); fails
-        if the number is taken."""
-        item = {
-            "PK": pk,
-            "SK": event_sk(seq),
-            "names": [name for name, _ in events],
-            "data": [data for _, data in events],
-            TTL_ATTRIBUTE: ttl,
-        }
-        return {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}}
-
-    def append_events(
-        self,
-        pk: str,
-        first_seq: int,
-        events: builtins.list[tuple[str, Doc]],
-        *,
-        ttl: int,
-        with_ops: builtins.list[dict[str, Any]] | None = None,
-    ) -> int:
-        """Append events to a run's log as items ``first_seq``, ``first_seq + 1``...; all or
-        nothing. Returns how many items that took.
-
-        One item holds a whole append (several items only past EVENT_ITEM_BYTES), so the first
-        token's write, with its message and step, is a three-item transaction, not seven.
-        ``with_ops`` (from the ``op_*`` builders) are written in the same transaction, so a
-        change and the event that announces it happen together or not at all.
-        Raises EventSequenceTaken if another writer already took one of the numbers, and
-        ConcurrentModification if one of ``with_ops``' own conditions failed.
-        """
-        own = list(with_ops or [])
-        groups = _pack([(name, json.dumps(data, separators=(",", ":"))) for name, data in events])
-        operations = own + [self.op_put_events(pk, first_seq + i, group, ttl=ttl) for i, group in enumerate(groups)]
-        if len(operations) > 100:  # one transaction at most: all or nothing
-            raise ValueError(f"write at most 100 items at once, not {len(operations)}")
-        if len(operations) == 1 and not own:
-            try:
-                self.table.put_item(**{k: v for k, v in operations[0]["Put"].items() if k != "TableName"})
-            except ClientError as error:
-                if _is_conditional_failure(error):
-                    raise EventSequenceTaken(pk) from error
-                if _is_item_too_large(error):
-                    raise ItemTooLarge(_operation_key(operations[0])) from error
-                raise
-            return len(groups)
-        try:
-            self.transact(operations)
-        except TransactionConflict as conflict:
-            if any(reason not in ("None", "") for reason in conflict.reasons[: len(own)]):
-                raise ConcurrentModification(f"{pk}: {conflict.reasons}") from conflict
-            raise EventSequenceTaken(pk) from conflict
-        return len(groups)
-
-    def read_events(self, pk: str, after_seq: int, limit: int = 100) -> EventPage:
-        """Events in log items after ``after_seq`` (at most ``limit`` items), oldest first;
-        strongly consistent."""
-        response = self.table.query(
-            KeyConditionExpression=Key("PK").eq(pk) & Key("SK").between(event_sk(after_seq + 1), event_sk(10**10 - 1)),
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        events = [
-            (int(item["SK"][len(EVENT_PREFIX) :]), str(name), str(data))
-            for item in response["Items"]
-            for name, data in zip(item["names"], item["data"], strict=True)
-        ]
-        return EventPage(events, has_more="LastEvaluatedKey" in response)
-
-    def last_event_seq(self, pk: str) -> int:
-        response = self.table.query(
-            KeyConditionExpression=Key("PK").eq(pk) & Key("SK").begins_with(EVENT_PREFIX),
-            ScanIndexForward=False,
-            ConsistentRead=True,
-            Limit=1,
-            ProjectionExpression="SK",
-        )
-        items = response["Items"]
-        return int(items[0]["SK"][len(EVENT_PREFIX) :]) if items else 0
 
     # ------------------------------------------------------------ helpers
 
@@ -607,26 +394,6 @@ class Repository:
         return item
 
 
-def _pack(events: builtins.list[tuple[str, str]]) -> builtins.list[builtins.list[tuple[str, str]]]:
-    """Group serialized events into log items under EVENT_ITEM_BYTES each, keeping their order."""
-    groups: builtins.list[builtins.list[tuple[str, str]]] = [[]]
-    size = 0
-    for name, data in events:
-        cost = len(name) + len(data.encode())
-        if groups[-1] and size + cost > EVENT_ITEM_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append((name, data))
-        size += cost
-    return groups
-
-
 def _stored(item: dict[str, Any]) -> StoredDoc:
     attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version")}
     return StoredDoc(doc=json.loads(item["doc"]), version=int(item["version"]), attributes=attributes)
-
-
-@lru_cache(maxsize=1)
-def default_repository() -> Repository:
-    """The repository for this process's table; created once per Lambda container."""
-    return Repository()

@@ -1,0 +1,89 @@
+"""Every DynamoDB access pattern of the service, in one place.
+
+One table (see ``docs/data-model.md`` for the why). Every key but the API-key directory starts
+with ``T#<tenant>``, so a request scoped to one tenant cannot name another tenant's item.
+
+====================  ===============================  ================================
+item                  PK                               SK
+====================  ===============================  ================================
+assistant             ``T#<t>``                        ``ASST#<asst_id>``
+thread                ``T#<t>#THREAD#<thread_id>``     ``THREAD``
+message               ``T#<t>#THREAD#<thread_id>``     ``MSG#<msg_id>``
+run                   ``T#<t>#THREAD#<thread_id>``     ``RUN#<run_id>``
+run step              ``T#<t>#THREAD#<thread_id>``     ``STEP#<run_id>#<step_id>``
+run event (SSE log)   ``T#<t>#RUN#<run_id>``           ``EVT#<seq, 10 digits>``
+API key               ``APIKEY``                       ``KEY#<sha256 of the key>``
+====================  ===============================  ================================
+
+Each API object is stored whole as JSON in ``doc`` with a ``version`` counter for optimistic
+concurrency. Attributes that conditions and filters need live beside it: ``status`` and
+``run_id`` (mirrored from the doc), ``active_run_id`` on a thread (the run lock) and
+``task_token`` on a run parked in ``requires_action``. Ids sort by creation time
+(:mod:`assistants_core.ids`), so sort keys order lists and an id is its own cursor.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .documents import MIRRORED_ATTRIBUTES, TTL_ATTRIBUTE, Doc, Order, Page, StoredDoc
+from .errors import ConcurrentModification, EventSequenceTaken, ItemTooLarge, TransactionConflict
+from .keys import (
+    API_KEY_PREFIX,
+    API_KEYS_PK,
+    ASSISTANT_PREFIX,
+    EVENT_ITEM_BYTES,
+    EVENT_PREFIX,
+    MESSAGE_PREFIX,
+    RUN_PREFIX,
+    THREAD_SK,
+    event_sk,
+    run_log_pk,
+    step_prefix,
+    step_sk,
+    tenant_pk,
+    thread_pk,
+)
+from .run_log import EventPage, RunLog
+
+
+class Repository(RunLog):
+    """The service's one door to DynamoDB: documents (:mod:`.documents`) and the run event log
+    (:mod:`.run_log`)."""
+
+
+@lru_cache(maxsize=1)
+def default_repository() -> Repository:
+    """The repository for this process's table; created once per Lambda container."""
+    return Repository()
+
+
+__all__ = [
+    "MIRRORED_ATTRIBUTES",
+    "TTL_ATTRIBUTE",
+    "ConcurrentModification",
+    "Doc",
+    "EventPage",
+    "EventSequenceTaken",
+    "ItemTooLarge",
+    "Order",
+    "Page",
+    "Repository",
+    "StoredDoc",
+    "TransactionConflict",
+    "default_repository",
+    "API_KEY_PREFIX",
+    "API_KEYS_PK",
+    "ASSISTANT_PREFIX",
+    "EVENT_ITEM_BYTES",
+    "EVENT_PREFIX",
+    "MESSAGE_PREFIX",
+    "RUN_PREFIX",
+    "THREAD_SK",
+    "event_sk",
+    "run_log_pk",
+    "step_prefix",
+    "step_sk",
+    "tenant_pk",
+    "thread_pk",
+]
