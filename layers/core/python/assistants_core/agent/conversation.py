@@ -9,121 +9,128 @@ tokens with tiktoken.
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
 
+from .. import tokens
 from ..types import Message, Run, RunStep
+from .citations import tool_output
+
+ImageLoader = Callable[[str], str | None]  # file id -> a data: URL of the image, None if none
 
 
-def _content(message: Message) -> str | list[dict[str, Any]]:
+def _content(message: Message, images: ImageLoader | None) -> str | list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for part in message.content:
         kind = part.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
-        elif kind == "image_url":
-            image = {"url": part["image_url"]["url"]}
-            if part["image_url"].get("detail"):
-                image["detail"] = part["image_url"]["detail"]
+        elif kind in ("image_url", "image_file"):
+            source = part[kind]
+            url = source.get("url") if kind == "image_url" else (images(source["file_id"]) if images else None)
+            if url is None:
+                parts.append({"type": "text", "text": f"[image file {source['file_id']} is not available]"})
+                continue
+            image = {"url": url}
+            if source.get("detail"):
+                image["detail"] = source["detail"]
             parts.append({"type": "image_url", "image_url": image})
-        elif kind == "image_file":
-            parts.append({"type": "text", "text": f"[image file {part['image_file']['file_id']}]"})
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
 
 
-def history(messages: list[Message], run: Run) -> list[dict[str, Any]]:
-    """The thread's messages from before this run, as chat messages."""
+def history(messages: list[Message], run: Run, images: ImageLoader | None = None) -> list[dict[str, Any]]:
+    """The thread's messages from before this run, as chat messages; ``image_file`` parts
+    become the images themselves (``images`` loads them), as a vision model needs."""
     earlier = [m for m in messages if m.run_id != run.id]
     strategy = run.truncation_strategy or {}
     if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
         earlier = earlier[-int(strategy["last_messages"]) :]
-    return [{"role": m.role, "content": _content(m)} for m in earlier]
+    return [{"role": m.role, "content": _content(m, images)} for m in earlier]
 
 
-def run_turns(steps: list[RunStep], run_messages: dict[str, Message]) -> list[dict[str, Any]]:
-    """This run's earlier turns: assistant messages, tool calls and their outputs."""
+def run_turns(
+    steps: list[RunStep], run_messages: dict[str, Message], search_arguments: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """This run's earlier turns: assistant messages, tool calls and their outputs.
+
+    A ``file_search`` call is given back as the model made it (a call of the ``file_search``
+    function, with the arguments kept in ``search_arguments`` by call id) with its results as
+    the output, numbered as the citation markers count calls across the run."""
     turns: list[dict[str, Any]] = []
+    search_number = 0
     for step in steps:
         if step.type == "message_creation":
             message = run_messages.get(step.step_details["message_creation"]["message_id"])
             if message is not None and message.text():
                 turns.append({"role": "assistant", "content": message.text()})
-        else:
-            calls = [c for c in step.tool_calls() if c.get("type") == "function"]
-            if not calls:
-                continue
-            turns.append(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": c["id"],
-                            "type": "function",
-                            "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-                        }
-                        for c in calls
-                    ],
-                }
-            )
-            for call in calls:
-                output = call["function"].get("output")
-                turns.append(
+            continue
+        calls, outputs = [], []
+        for call in step.tool_calls():
+            if call.get("type") == "function":
+                function = call["function"]
+                calls.append(
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": function["name"], "arguments": function["arguments"]},
+                    }
+                )
+                output = function.get("output")
+                outputs.append(
                     {"role": "tool", "tool_call_id": call["id"], "content": output if output is not None else ""}
                 )
+            elif call.get("type") == "file_search":
+                arguments = (search_arguments or {}).get(call["id"], '{"queries": []}')
+                calls.append(
+                    {"id": call["id"], "type": "function", "function": {"name": "file_search", "arguments": arguments}}
+                )
+                results = (call.get("file_search") or {}).get("results") or []
+                outputs.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": tool_output(search_number, results)}
+                )
+                search_number += 1
+        if calls:
+            turns.append({"role": "assistant", "content": None, "tool_calls": calls})
+            turns += outputs
     return turns
 
 
-@lru_cache(maxsize=8)
 def _encoding(model: str) -> Any:
-    from importlib import resources
-
-    # tiktoken would download its encodings; litellm ships them, so point tiktoken there.
-    os.environ.setdefault(
-        "TIKTOKEN_CACHE_DIR", str(resources.files("litellm").joinpath("litellm_core_utils/tokenizers"))
-    )
-    import tiktoken
-
-    name = model.rsplit("/", 1)[-1]
-    try:
-        return tiktoken.encoding_for_model(name)
-    except KeyError:
-        return tiktoken.get_encoding(
-            "o200k_base" if name.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")) else "cl100k_base"
-        )
+    return tokens.encoding(model)
 
 
 def warm_up() -> None:
     """Load the common encodings at cold start rather than on the first run."""
-    _encoding("gpt-4o")
-    _encoding("gpt-4")
+    tokens.warm_up()
 
 
 def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
     """Prompt tokens as OpenAI counts chat messages: each message costs 3 plus its text."""
+    # encode_ordinary: a message that quotes "<|endoftext|>" is text, not an error.
     encoding = _encoding(model)
     total = 3
     for message in messages:
         total += 3
         content = message.get("content")
         if isinstance(content, str):
-            total += len(encoding.encode(content))
+            total += len(encoding.encode_ordinary(content))
         elif isinstance(content, list):
             total += sum(
-                len(encoding.encode(p.get("text", ""))) + (85 if p["type"] == "image_url" else 0) for p in content
+                len(encoding.encode_ordinary(p.get("text", ""))) + (85 if p["type"] == "image_url" else 0)
+                for p in content
             )
         for call in message.get("tool_calls") or []:
-            total += len(encoding.encode(call["function"]["name"])) + len(
-                encoding.encode(call["function"]["arguments"])
+            total += len(encoding.encode_ordinary(call["function"]["name"])) + len(
+                encoding.encode_ordinary(call["function"]["arguments"])
             )
     return total
 
 
 def count_text(model: str, text: str) -> int:
-    return len(_encoding(model).encode(text))
+    """Tokens in a completion's text, for usage when the provider reports none."""
+    return tokens.count(model, text)
 
 
 def fit(
