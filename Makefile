@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: dev test test-fast lint validate build bench key fmt typecheck clean
 
-$(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt layers/models/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt layers/models/requirements.txt layers/ingest/requirements.txt
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@

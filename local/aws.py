@@ -34,6 +34,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import schedules
 from . import template as cfn
 from .emulator import stepfunctions
 from .lambda_runtime import FAULTS_PATH, Functions, api_error, apply_function_environment, free_port, planned_resolver
@@ -61,9 +62,11 @@ class EmulatedAWS:
         stepfunctions.share_service_clients()
         from .emulator.dynamodb_item_size import install as item_size_as_dynamodb_measures_it
         from .emulator.dynamodb_transactions import install as cheap_transactions
+        from .emulator.s3vectors import install as s3vectors_as_aws_documents
 
         cheap_transactions()
         item_size_as_dynamodb_measures_it()
+        s3vectors_as_aws_documents()
         self._server = SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False, routes=routes)
         self._server.start()
         request = urllib.request.Request(
@@ -113,6 +116,7 @@ class EmulatedAWS:
                 Handler=spec.handler,
                 Code={"ZipFile": _empty_zip()},
             )["FunctionArn"]
+        self._create_buckets(template, resolver)
         sfn = self.client("stepfunctions")
         for name in cfn.resources(template, "AWS::Serverless::StateMachine"):
             definition = stepfunctions.shorten_waits(cfn.state_machine_definition(name, resolver, template))
@@ -123,6 +127,48 @@ class EmulatedAWS:
         if created != {name: resolver.arns[name] for name in created}:
             raise RuntimeError(f"moto named resources unlike planned_resolver: {created} vs {resolver.arns}")
         return resolver
+
+    def _create_buckets(self, template: dict[str, Any], resolver: cfn.Resolver) -> None:
+        """S3 buckets (encrypted, public access blocked, with their policy), S3 Vectors buckets and
+        their indexes, from the template's properties. moto keeps lifecycle rules but never runs
+        them, so they are left out."""
+        s3 = self.client("s3")
+        for name, resource in cfn.resources(template, "AWS::S3::Bucket").items():
+            bucket, props = resolver.ref(name), resource.get("Properties", {})
+            s3.create_bucket(Bucket=bucket)
+            if "BucketEncryption" in props:
+                rules = [  # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServer...
+                    {("Apply" + k if k == "ServerSideEncryptionByDefault" else k): v for k, v in rule.items()}
+                    for rule in resolver.resolve(props["BucketEncryption"]["ServerSideEncryptionConfiguration"])
+                ]
+                s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+            if "PublicAccessBlockConfiguration" in props:
+                s3.put_public_access_block(
+                    Bucket=bucket,
+                    PublicAccessBlockConfiguration=resolver.resolve(props["PublicAccessBlockConfiguration"]),
+                )
+        for resource in cfn.resources(template, "AWS::S3::BucketPolicy").values():
+            props = resolver.resolve(resource["Properties"])
+            # moto enforces policies, and the local endpoints are plain HTTP: a statement that
+            # denies requests without TLS would deny every local request, so it is left out.
+            statements = [s for s in props["PolicyDocument"]["Statement"] if "aws:SecureTransport" not in json.dumps(s)]
+            if statements:
+                document = {**props["PolicyDocument"], "Statement": statements}
+                s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+        vectors = self.client("s3vectors")
+        for name in cfn.resources(template, "AWS::S3Vectors::VectorBucket"):
+            vectors.create_vector_bucket(vectorBucketName=resolver.ref(name).rsplit("/", 1)[-1])
+        for resource in cfn.resources(template, "AWS::S3Vectors::Index").values():
+            props = resolver.resolve(resource["Properties"])
+            metadata = props.get("MetadataConfiguration") or {}
+            vectors.create_index(
+                vectorBucketName=str(props["VectorBucketArn"]).rsplit("/", 1)[-1],
+                indexName=props["IndexName"],
+                dataType=props["DataType"],
+                dimension=int(props["Dimension"]),
+                distanceMetric=props["DistanceMetric"],
+                metadataConfiguration={"nonFilterableMetadataKeys": metadata.get("NonFilterableMetadataKeys", [])},
+            )
 
     def dispatch_lambda_to(self, functions: Functions) -> None:
         """Make moto's Lambda run our real handlers in this process."""
@@ -224,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     aws.dispatch_lambda_to(functions)
     apply_function_environment(hosted, resolver)
     functions.load_all()
+    schedules.start(functions)
     with os.fdopen(args.ready_fd, "w") as ready:
         ready.write("ready\n")
     threading.Event().wait()  # until stdin closes (see _exit_with_parent) or a signal ends us

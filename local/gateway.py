@@ -23,13 +23,27 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
+# API Gateway's own limit on a request body (REST APIs): larger is REQUEST_TOO_LARGE.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """A Lambda authorizer of the API: TOKEN (the key, cached per key) or REQUEST (the headers)."""
+
+    name: str
+    function: str
+    kind: str
+    cache_seconds: int
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str
     pattern: re.Pattern[str]
     function: str
-    authorized: bool
+    authorizer: Authorizer | None
 
     @property
     def specificity(self) -> tuple[int, int]:
@@ -37,7 +51,29 @@ class Route:
         return (sum(1 for s in segments if not s.startswith("{")), len(segments))
 
 
+def _api(template: dict[str, Any]) -> dict[str, Any]:
+    apis = list(cfn.resources(template, "AWS::Serverless::Api").values())
+    if len(apis) != 1:
+        raise RuntimeError(f"the local gateway serves one API; template.yaml declares {len(apis)}")
+    return dict(apis[0]["Properties"])
+
+
+def authorizers(template: dict[str, Any]) -> dict[str, Authorizer]:
+    auth = _api(template).get("Auth", {})
+    found = {}
+    for name, config in auth.get("Authorizers", {}).items():
+        found[name] = Authorizer(
+            name=name,
+            function=config["FunctionArn"]["Fn::GetAtt"][0],
+            kind=str(config.get("FunctionPayloadType", "TOKEN")).upper(),
+            cache_seconds=int(config.get("Identity", {}).get("ReauthorizeEvery", 300)),
+        )
+    return found
+
+
 def routes_from_template(template: dict[str, Any], specs: dict[str, cfn.FunctionSpec]) -> list[Route]:
+    known = authorizers(template)
+    default = _api(template).get("Auth", {}).get("DefaultAuthorizer")
     routes = []
     for name, spec in specs.items():
         for event in spec.events.values():
@@ -46,28 +82,31 @@ def routes_from_template(template: dict[str, Any], specs: dict[str, cfn.Function
             props = event["Properties"]
             path = props["Path"]
             regex = "^" + re.sub(r"\\\{([A-Za-z0-9_]+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "/?$"
-            authorizer = (props.get("Auth") or {}).get("Authorizer")
-            routes.append(Route(props["Method"].upper(), path, re.compile(regex), name, authorizer != "NONE"))
+            chosen = (props.get("Auth") or {}).get("Authorizer", default)
+            authorizer = None if chosen in (None, "NONE") else known[chosen]
+            routes.append(Route(props["Method"].upper(), path, re.compile(regex), name, authorizer))
     # API Gateway prefers literal segments over path parameters (/threads/runs over /threads/{id}).
     return sorted(routes, key=lambda r: r.specificity, reverse=True)
 
 
-def _authorizer_function(template: dict[str, Any]) -> tuple[str, int]:
-    for api in cfn.resources(template, "AWS::Serverless::Api").values():
-        auth = api["Properties"].get("Auth", {})
-        default = auth.get("DefaultAuthorizer")
-        if default:
-            config = auth["Authorizers"][default]
-            function_arn = config["FunctionArn"]
-            name = function_arn["Fn::GetAtt"][0]
-            ttl = int(config.get("Identity", {}).get("ReauthorizeEvery", 300))
-            return name, ttl
-    raise RuntimeError("template.yaml declares no default authorizer")
+def gateway_responses(template: dict[str, Any]) -> dict[str, tuple[int, bytes]]:
+    """The API's GatewayResponses (what API Gateway itself answers), by type."""
+    responses = {}
+    for kind, config in _api(template).get("GatewayResponses", {}).items():
+        body = str((config.get("ResponseTemplates") or {}).get("application/json", "{}"))
+        responses[kind] = (int(config.get("StatusCode", 500)), body.encode())
+    return responses
 
 
 def gateway_functions(template: dict[str, Any], specs: dict[str, cfn.FunctionSpec]) -> set[str]:
-    """The functions API Gateway invokes: those with an ``Api`` event, and the authorizer."""
-    return {route.function for route in routes_from_template(template, specs)} | {_authorizer_function(template)[0]}
+    """The functions API Gateway invokes: those with an ``Api`` event, and the authorizers."""
+    return {route.function for route in routes_from_template(template, specs)} | {
+        authorizer.function for authorizer in authorizers(template).values()
+    }
+
+
+class Denied(Exception):
+    """The authorizer's policy denies the request: API Gateway's ACCESS_DENIED."""
 
 
 class Gateway:
@@ -86,10 +125,10 @@ class Gateway:
         self.function_names = set(cfn.functions(template))
         self.forward_fault = forward_fault  # for functions that the emulated AWS runs
         self.routes = routes_from_template(template, functions.specs)
-        self.authorizer, self.cache_seconds = _authorizer_function(template)
+        self.responses = gateway_responses(template)
         self.open_keys = open_keys
         self.auto_tenant = auto_tenant
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -110,17 +149,25 @@ class Gateway:
             status, body = api_error(404, f"Invalid URL ({method} {path})")
             return await _respond(send, status, body)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"x-amzn-request-context"]
+        length = next((v for k, v in headers if k.lower() == b"content-length"), b"")
+        if length.isdigit() and int(length) > MAX_PAYLOAD_BYTES:
+            return await self._gateway_response(send, "REQUEST_TOO_LARGE", 413)
         request_id = str(uuid.uuid4())
         context: dict[str, Any] = {"stage": "prod", "requestId": request_id, "resourcePath": route.path}
-        if route.authorized:
-            token = next((v.decode() for k, v in headers if k.lower() == b"authorization"), None)
-            authorizer_context = await self._authorize(token, method, path) if token else None
+        if route.authorizer is not None:
+            try:
+                authorizer_context = await self._authorize(route, method, path, headers)
+            except Denied:
+                return await self._gateway_response(send, "ACCESS_DENIED", 403)
             if authorizer_context is None:
-                status, body = api_error(401, "Incorrect API key provided.", "invalid_api_key")
-                return await _respond(send, status, body)
+                return await self._gateway_response(send, "UNAUTHORIZED", 401)
             context["authorizer"] = authorizer_context
         headers.append((b"x-amzn-request-context", json.dumps(context).encode()))
         await self.functions.asgi_app(route.function)({**scope, "headers": headers}, receive, send)
+
+    async def _gateway_response(self, send: Any, kind: str, default_status: int) -> None:
+        status, body = self.responses.get(kind) or api_error(default_status, kind.replace("_", " ").lower())
+        await _respond(send, status, body)
 
     async def _inject_fault(self, receive: Any, send: Any) -> None:
         """Local only: make the next N invocations of a function crash, as a Lambda error would."""
@@ -142,32 +189,61 @@ class Gateway:
             status, payload = await anyio.to_thread.run_sync(self.forward_fault, body)
         await _respond(send, status, payload)
 
-    async def _authorize(self, token: str, method: str, path: str) -> dict[str, Any] | None:
-        cached = self._cache.get(token)
+    async def _authorize(
+        self, route: Route, method: str, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> dict[str, Any] | None:
+        """The authorizer's context; None when it rejects the key (401), Denied when its policy
+        denies the request (403, or what the template's ACCESS_DENIED response says)."""
+        authorizer = route.authorizer
+        assert authorizer is not None
+        token = next((v.decode() for k, v in headers if k.lower() == b"authorization"), None)
+        if not token:
+            return None  # API Gateway answers 401 without calling the authorizer
+        cached = self._cache.get((authorizer.name, token))
         if cached and cached[0] > time.monotonic():
             return cached[1]
         import anyio.to_thread
 
-        return await anyio.to_thread.run_sync(self._authorize_sync, token, method, path)
+        return await anyio.to_thread.run_sync(self._authorize_sync, route, method, path, headers, token)
 
-    def _authorize_sync(self, token: str, method: str, path: str) -> dict[str, Any] | None:
+    def _authorize_sync(
+        self, route: Route, method: str, path: str, headers: list[tuple[bytes, bytes]], token: str
+    ) -> dict[str, Any] | None:
         from assistants_core.api_keys import parse_bearer
 
+        authorizer = route.authorizer
+        assert authorizer is not None
         key = parse_bearer(token)
         if key and self.open_keys:
             self.auto_tenant(key)
-        event = {
-            "type": "TOKEN",
-            "authorizationToken": token,
-            "methodArn": f"arn:aws:execute-api:{cfn.REGION}:{cfn.ACCOUNT}:local/prod/{method}{path}",
-        }
+        method_arn = f"arn:aws:execute-api:{cfn.REGION}:{cfn.ACCOUNT}:local/prod/{method}{path}"
+        event: dict[str, Any]
+        if authorizer.kind == "REQUEST":
+            plain = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+            event = {
+                "type": "REQUEST",
+                "methodArn": method_arn,
+                "resource": route.path,
+                "path": path,
+                "httpMethod": method,
+                "headers": plain,
+                "multiValueHeaders": {k: [v] for k, v in plain.items()},
+                "requestContext": {"stage": "prod", "resourcePath": route.path, "httpMethod": method},
+            }
+        else:
+            event = {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn}
         try:
-            result = self.functions.invoke(self.authorizer, event)
+            result = self.functions.invoke(authorizer.function, event)
         except Exception:
             return None
+        statements = (result.get("policyDocument") or {}).get("Statement") or []
+        if any(s.get("Effect") == "Deny" for s in statements) or not any(
+            s.get("Effect") == "Allow" for s in statements
+        ):
+            raise Denied
         context = {**result.get("context", {}), "principalId": result.get("principalId")}
-        if self.cache_seconds:
-            self._cache[token] = (time.monotonic() + self.cache_seconds, context)
+        if authorizer.cache_seconds:
+            self._cache[(authorizer.name, token)] = (time.monotonic() + authorizer.cache_seconds, context)
         return context
 
 

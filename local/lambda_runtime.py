@@ -142,7 +142,7 @@ def planned_resolver(template: dict[str, Any]) -> cfn.Resolver:
     while the emulated AWS is still starting; :meth:`EmulatedAWS.create_resources` checks that
     moto gives exactly these.
     """
-    physical = {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
+    physical = cfn.parameter_values(template)
     physical.update({name: name for name in cfn.table_definitions(template)})
     arns: dict[str, str] = {}
     for name in cfn.resources(template, "AWS::Serverless::Function"):
@@ -152,4 +152,16 @@ def planned_resolver(template: dict[str, Any]) -> cfn.Resolver:
         arn = f"arn:aws:states:{cfn.REGION}:{cfn.ACCOUNT}:stateMachine:{name}"
         physical[name] = arn  # !Ref of a state machine is its ARN
         arns[name] = arn
+    for name in cfn.resources(template, "AWS::S3::Bucket"):
+        physical[name] = bucket_name(name)  # !Ref of a bucket is its name
+        arns[name] = f"arn:aws:s3:::{bucket_name(name)}"
+    for name in cfn.resources(template, "AWS::S3Vectors::VectorBucket"):
+        arn = f"arn:aws:s3vectors:{cfn.REGION}:{cfn.ACCOUNT}:bucket/{bucket_name(name)}"
+        physical[name] = arn  # !Ref of a vector bucket is its ARN
+        arns[name] = arn
     return cfn.Resolver(physical, arns)
+
+
+def bucket_name(logical_id: str) -> str:
+    """The local name of a bucket the template leaves CloudFormation to name (lowercase, as S3 wants)."""
+    return logical_id.lower()

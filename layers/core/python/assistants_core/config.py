@@ -19,6 +19,13 @@ class Settings:
     stream_poll_max_interval_ms: int
     stream_keepalive_seconds: float
     delta_flush_interval_ms: int
+    files_bucket: str
+    vector_bucket: str
+    vector_index: str
+    embedding_model: str
+    embedding_dimensions: int
+    ingest_state_machine_arn: str
+    file_search_wait_seconds: int
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +39,13 @@ def settings() -> Settings:
         stream_poll_max_interval_ms=int(os.environ.get("STREAM_POLL_MAX_INTERVAL_MS", "250")),
         stream_keepalive_seconds=float(os.environ.get("STREAM_KEEPALIVE_SECONDS", "10")),
         delta_flush_interval_ms=int(os.environ.get("DELTA_FLUSH_INTERVAL_MS", "100")),
+        files_bucket=os.environ.get("FILES_BUCKET", ""),
+        vector_bucket=os.environ.get("VECTOR_BUCKET", ""),
+        vector_index=os.environ.get("VECTOR_INDEX", ""),
+        embedding_model=os.environ.get("EMBEDDING_MODEL", "bedrock/amazon.titan-embed-text-v2:0"),
+        embedding_dimensions=int(os.environ.get("EMBEDDING_DIMENSIONS", "1024")),
+        ingest_state_machine_arn=os.environ.get("INGEST_STATE_MACHINE_ARN", ""),
+        file_search_wait_seconds=int(os.environ.get("FILE_SEARCH_WAIT_SECONDS", "60")),
     )
 
 

@@ -50,6 +50,12 @@ class NotFoundError(APIError):
         return cls(f"No {kind} found with id '{object_id}'.", param=param)
 
 
+class PayloadTooLargeError(APIError):
+    """A request larger than one Lambda invocation can carry: 413, which the SDK does not retry."""
+
+    status_code = 413
+
+
 class ServerError(APIError):
     """Our own failure, never the client's input: the one 5xx (the SDK retries it)."""
 

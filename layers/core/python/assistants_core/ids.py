@@ -30,7 +30,8 @@ def _encode(value: int, width: int) -> str:
     return "".join(reversed(chars))
 
 
-def new_id(prefix: str) -> str:
+def new_id(prefix: str, separator: str = "_") -> str:
+    """``prefix`` + ``separator`` + 24 characters (OpenAI's file ids use ``file-``)."""
     global _last_ms, _last_random
     with _lock:
         now_ms = time.time_ns() // 1_000_000
@@ -40,7 +41,8 @@ def new_id(prefix: str) -> str:
         else:
             _last_random = secrets.randbelow(_RANDOM_SPACE // 2)
         _last_ms = now_ms
-        return f"{prefix}_{_encode(now_ms, _TIME_CHARS)}{_encode(_last_random % _RANDOM_SPACE, _RANDOM_CHARS)}"
+        random_part = _encode(_last_random % _RANDOM_SPACE, _RANDOM_CHARS)
+        return f"{prefix}{separator}{_encode(now_ms, _TIME_CHARS)}{random_part}"
 
 
 def now() -> int:

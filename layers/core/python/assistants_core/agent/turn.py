@@ -17,18 +17,32 @@ from aws_lambda_powertools import Logger
 
 from ..config import settings
 from ..ids import new_id, now
-from ..repository import MESSAGE_PREFIX, ConcurrentModification, Repository, step_prefix, step_sk
+from ..repository import (
+    MESSAGE_PREFIX,
+    THREAD_SK,
+    ConcurrentModification,
+    Repository,
+    StoredDoc,
+    step_prefix,
+    step_sk,
+)
 from ..services.lifecycle import RunRef, fail, load_run, transition
 from ..services.run_events import RunEventWriter
 from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
-from ..types.message import text_part
 from ..types.run import TERMINAL_STATUSES
+from . import citations, file_search
 from .conversation import count_text, count_tokens, fit, history, run_turns
+from .images import image_loader
 from .model import Chunk, Finish, ModelError, ModelRequest, TextDelta, TokenUsage, ToolCallDelta, stream_completion
 
 logger = Logger()
 CANCEL_CHECK_SECONDS = 1.0
+# What a turn that ran file_search and nothing else returns: the run goes on with another turn.
+CONTINUE = "continue"
+# What the first turn returns while the run's vector stores still ingest (the state machine
+# waits and calls again; see statemachine/run.asl.json).
+WAITING = "waiting"
 
 
 def run_agent_step(repo: Repository, tenant: str, thread_id: str, run_id: str, event_seq: int = 0) -> dict[str, Any]:
@@ -55,11 +69,15 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
         failed = fail(repo, ref, "server_error", "The run could not wait for tool outputs.", events)
         return failed.status if failed else run.status
     outputs = stored.attributes.get("tool_outputs")
+    thread = thread_items.get(THREAD_SK)
+    search = file_search.settings_for(repo, ref.tenant, run, thread.doc if thread else None)
+    if search is not None and not outputs and run.status == "queued" and _still_ingesting(search, run):
+        return WAITING
     if outputs:
         _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
         events.emit(ev.run_event("queued"), run)
     # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
-    prefetch = None if outputs else Turn(repo, ref, run, events).start_model([s.doc for s in thread_items.values()])
+    prefetch = None if outputs else Turn(repo, ref, run, events, search).start_model(thread_items)
     started = transition(
         repo,
         ref,
@@ -75,11 +93,25 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
         current = load_run(repo, ref)
         return current.status if current else "missing"
     try:
-        return Turn(repo, ref, started, events).execute(prefetch)
+        turn = Turn(repo, ref, started, events, search)
+        status = turn.execute(prefetch)
+        rounds = 1
+        while status == CONTINUE:  # the model searched: it answers (or searches again) next
+            turn = Turn(
+                repo, ref, started, events, search, carried=turn.carried, search_more=rounds < file_search.MAX_ROUNDS
+            )
+            status = turn.execute()
+            rounds += 1
+        return status
     except ModelError as error:
         logger.warning("model call failed", extra={"run_id": ref.run_id, "code": error.code, "error": error.message})
         failed = fail(repo, ref, error.code, error.message, events)
         return failed.status if failed else "failed"
+
+
+def _still_ingesting(search: file_search.SearchSettings, run: Run) -> bool:
+    """Whether a new run should wait for its stores' files, as OpenAI's did, within a bound."""
+    return search.ingesting() and now() - run.created_at < settings().file_search_wait_seconds
 
 
 def _apply_tool_outputs(repo: Repository, ref: RunRef, outputs: dict[str, str], events: RunEventWriter) -> None:
@@ -130,28 +162,44 @@ class Prefetch:
 
 
 class Turn:
-    def __init__(self, repo: Repository, ref: RunRef, run: Run, events: RunEventWriter) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        ref: RunRef,
+        run: Run,
+        events: RunEventWriter,
+        search: file_search.SearchSettings | None = None,
+        *,
+        carried: Usage | None = None,
+        search_more: bool = True,
+    ) -> None:
         self.repo = repo
         self.ref = ref
         self.run = run
         self.events = events
+        self.search = search
+        self.search_more = search_more  # False: the model has searched enough and must answer
+        self.carried = carried or Usage()  # usage of this run's earlier turns in this invocation
         self.message: Message | None = None
         self.message_step: RunStep | None = None
         self.tool_step: RunStep | None = None
         self.text: list[str] = []
-        self.calls: dict[int, dict[str, str]] = {}
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.citation_table: citations.CitationTable = {}
+        self.citations: citations.CitationStream | None = None
+        self.searches_before = 0  # file_search calls of this run's earlier turns
         self._last_cancel_check = time.monotonic()
 
     # ------------------------------------------------------------ the turn
 
-    def start_model(self, thread_items: list[dict[str, Any]]) -> Prefetch | None:
+    def start_model(self, thread_items: dict[str, StoredDoc]) -> Prefetch | None:
         request, prompt_tokens = self._request(self.run.usage or Usage(), thread_items)
         if request is None or (request.max_tokens is not None and request.max_tokens <= 0):
             return None  # execute() ends the run incomplete
         return Prefetch(request, prompt_tokens)
 
     def execute(self, prefetch: Prefetch | None = None) -> str:
-        used = self.run.usage or Usage()
+        used = (self.run.usage or Usage()) + self.carried
         chunks: Iterable[Chunk]
         if prefetch is not None:
             prompt_tokens, chunks = prefetch.prompt_tokens, prefetch.chunks()
@@ -186,6 +234,10 @@ class Turn:
             raise
         usage = self._usage(reported, prompt_tokens)
         if self.calls:
+            searches = {i: c for i, c in sorted(self.calls.items()) if c["kind"] == "file_search"}
+            self._run_searches(searches)
+            if len(searches) == len(self.calls):
+                return self._finish_search_round(usage)
             return self._finish_tool_calls(usage)
         if finish == "length":
             self._close_message(incomplete=True, usage=usage)
@@ -194,25 +246,40 @@ class Turn:
         return self._finish("completed", usage)
 
     def _request(
-        self, used: Usage, thread_items: list[dict[str, Any]] | None = None
+        self, used: Usage, thread_items: dict[str, StoredDoc] | None = None
     ) -> tuple[ModelRequest | None, int]:
         """The model call for this turn, from the thread's messages and the run's steps (read
         now unless the caller already has them)."""
         run = self.run
         if thread_items is None:
-            thread_items = self.repo.partition(self.ref.pk)
-        messages = [Message.model_validate(d) for d in thread_items if d.get("object") == "thread.message"]
-        steps = [
-            RunStep.model_validate(d)
-            for d in thread_items
-            if d.get("object") == "thread.run.step" and d.get("run_id") == run.id
+            thread_items = self.repo.partition_stored(self.ref.pk)
+        messages = [
+            Message.model_validate(s.doc) for s in thread_items.values() if s.doc.get("object") == "thread.message"
         ]
+        run_steps = [
+            s
+            for s in thread_items.values()
+            if s.doc.get("object") == "thread.run.step" and s.doc.get("run_id") == run.id
+        ]
+        steps = [RunStep.model_validate(s.doc) for s in run_steps]
+        arguments: dict[str, str] = {}
+        for s in run_steps:
+            arguments.update(json.loads(str(s.attributes.get("search_arguments") or "{}")))
+        self.citation_table = citations.table_from([s.doc for s in run_steps])
+        self.searches_before = sum(1 for s in steps for c in s.tool_calls() if c.get("type") == "file_search")
+        if self.citation_table:
+            self.citations = citations.CitationStream(self.citation_table)
         system = [{"role": "system", "content": run.instructions}] if run.instructions else []
         budget = None
         if run.max_prompt_tokens is not None:
             budget = run.max_prompt_tokens - used.prompt_tokens
+        images = image_loader(self.ref.tenant)
         conversation = fit(
-            run.model, system, history(messages, run), run_turns(steps, {m.id: m for m in messages}), budget
+            run.model,
+            system,
+            history(messages, run, images),
+            run_turns(steps, {m.id: m for m in messages}, arguments),
+            budget,
         )
         if conversation is None:
             return None, 0
@@ -220,12 +287,16 @@ class Turn:
         if run.max_completion_tokens is not None:
             max_tokens = run.max_completion_tokens - used.completion_tokens
         tools = [t for t in run.tools if t.get("type") == "function"]
+        choice = run.tool_choice
+        if self.search is not None:
+            tools.append(file_search.TOOL_DEFINITION)
+            choice = file_search.tool_choice(choice) if self.search_more else "none"
         return (
             ModelRequest(
                 model=run.model,
                 messages=conversation,
                 tools=tools,
-                tool_choice=run.tool_choice if tools else None,
+                tool_choice=choice if tools else None,
                 parallel_tool_calls=run.parallel_tool_calls if tools else None,
                 temperature=run.temperature,
                 top_p=run.top_p,
@@ -249,8 +320,15 @@ class Turn:
     def _on_text(self, text: str) -> None:
         if self.tool_step is not None:
             return  # text after tool calls has nowhere to go in the Assistants model
+        if self.citations is None:
+            self._emit_text(text, [])
+            return
+        for piece, found in self.citations.feed(text):  # whole citation markers, with annotations
+            self._emit_text(piece, found)
+
+    def _emit_text(self, text: str, annotations: list[dict[str, Any]]) -> None:
         self.text.append(text)
-        part = {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}
+        part = {"index": 0, "type": "text", "text": {"value": text, "annotations": annotations}}
         if self.message is None:
             self._open_message(first_text=part)
             return
@@ -267,19 +345,29 @@ class Turn:
         fragment: dict[str, Any]
         if chunk.index not in self.calls:
             call_id = chunk.id or new_id("call")
-            self.calls[chunk.index] = {"id": call_id, "name": chunk.name or "", "arguments": chunk.arguments}
-            fragment = {
-                "index": chunk.index,
+            searching = self.search is not None and chunk.name == file_search.FUNCTION_NAME
+            kind = "file_search" if searching else "function"
+            self.calls[chunk.index] = {
                 "id": call_id,
-                "type": "function",
-                "function": {"name": chunk.name or "", "arguments": chunk.arguments, "output": None},
+                "name": chunk.name or "",
+                "arguments": chunk.arguments,
+                "kind": kind,
             }
+            if searching:  # its arguments are ours to read, not the client's: no deltas of them
+                fragment = {"index": chunk.index, "id": call_id, "type": "file_search", "file_search": {}}
+            else:
+                fragment = {
+                    "index": chunk.index,
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": chunk.name or "", "arguments": chunk.arguments, "output": None},
+                }
         else:
             call = self.calls[chunk.index]
             if chunk.name and not call["name"]:
                 call["name"] = chunk.name
             call["arguments"] += chunk.arguments
-            if not chunk.arguments:
+            if not chunk.arguments or call["kind"] == "file_search":
                 return
             fragment = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
         delta = {
@@ -343,13 +431,24 @@ class Turn:
             step_details=details,
         )
 
+    def _flush_citations(self) -> None:
+        if self.citations is not None:
+            for piece, found in self.citations.flush():
+                self._emit_text(piece, found)
+
+    def _content(self) -> list[dict[str, Any]]:
+        """The message's text with an annotation on each citation marker it holds."""
+        text = "".join(self.text)
+        return [{"type": "text", "text": {"value": text, "annotations": citations.annotate(text, self.citation_table)}}]
+
     def _close_message(self, *, incomplete: bool, usage: Usage | None) -> None:
+        self._flush_citations()
         if self.message is None or self.message_step is None:
             return
         moment = now()
         message = self.message.model_copy(
             update={
-                "content": [text_part("".join(self.text))],
+                "content": self._content(),
                 "status": "incomplete" if incomplete else "completed",
                 "completed_at": None if incomplete else moment,
                 "incomplete_at": moment if incomplete else None,
@@ -379,26 +478,94 @@ class Turn:
             self._save(step_sk(self.run.id, step.id), step_doc)
             self.events.emit_many(closing)
 
-    def _save(self, sk: str, doc: dict[str, Any]) -> None:
-        """Write a message or step this turn opened, unless someone closed it meanwhile (cancel)."""
-        self.repo.mutate(self.ref.pk, sk, lambda current: doc if current.get("status") == "in_progress" else None)
+    def _save(self, sk: str, doc: dict[str, Any], **attributes: Any) -> bool:
+        """Write a message or step this turn opened, unless someone closed it meanwhile (cancel);
+        returns whether it was written."""
+        for _ in range(5):
+            stored = self.repo.get(self.ref.pk, sk)
+            if stored is None or stored.doc.get("status") != "in_progress":
+                return False
+            try:
+                self.repo.save(self.ref.pk, sk, doc, expected_version=stored.version, **attributes)
+            except ConcurrentModification:
+                continue
+            return True
+        return False
 
     # ------------------------------------------------------------ how the turn ends
 
+    def _run_searches(self, searches: dict[int, dict[str, Any]]) -> None:
+        """Run the model's file_search calls; each gets its results (and its marker number)."""
+        assert self.search is not None
+        for number, call in enumerate(searches.values(), start=self.searches_before):
+            call["number"] = number
+            call["results"] = file_search.run_search(self.repo, self.search, self.run.model, call["arguments"])
+            logger.info(
+                "file_search",
+                extra={
+                    "run_id": self.run.id,
+                    "queries": file_search.queries_of(call["arguments"]),
+                    "results": len(call["results"]),
+                },
+            )
+
+    def _recorded_calls(self) -> list[dict[str, Any]]:
+        recorded: list[dict[str, Any]] = []
+        for _, c in sorted(self.calls.items()):
+            if c["kind"] == "file_search":
+                recorded.append(file_search.file_search_call(c["id"], self.search, c.get("results", [])))
+            else:
+                recorded.append(
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"], "output": None},
+                    }
+                )
+        return recorded
+
+    def _search_arguments(self) -> str:
+        return json.dumps({c["id"]: c["arguments"] for c in self.calls.values() if c["kind"] == "file_search"})
+
+    def _finish_search_round(self, usage: Usage) -> str:
+        """Every call was a search: the step completes with its results, and the run goes on."""
+        assert self.tool_step is not None
+        step = self.tool_step.model_copy(
+            update={
+                "step_details": {"type": "tool_calls", "tool_calls": self._recorded_calls()},
+                "status": "completed",
+                "completed_at": now(),
+                "usage": usage,
+            }
+        )
+        doc = step.model_dump(mode="json")
+        try:
+            self.events.emit_many(
+                [(ev.STEP_COMPLETED, doc)],
+                with_ops=[
+                    self.repo.op_save(
+                        self.ref.pk,
+                        step_sk(self.run.id, step.id),
+                        doc,
+                        expected_version=1,
+                        search_arguments=self._search_arguments(),
+                    )
+                ],
+            )
+        except ConcurrentModification:  # closed meanwhile: the run was cancelled
+            return self._current_status()
+        self.carried = self.carried + usage
+        return CONTINUE if not self._cancelled(force=True) else self._current_status()
+
     def _finish_tool_calls(self, usage: Usage) -> str:
         assert self.tool_step is not None
-        calls: list[dict[str, Any]] = [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {"name": c["name"], "arguments": c["arguments"], "output": None},
-            }
-            for _, c in sorted(self.calls.items())
-        ]
+        calls = self._recorded_calls()
         step = self.tool_step.model_copy(
             update={"step_details": {"type": "tool_calls", "tool_calls": calls}, "usage": usage}
         )
-        self._save(step_sk(self.run.id, step.id), step.model_dump(mode="json"))
+        self._save(
+            step_sk(self.run.id, step.id), step.model_dump(mode="json"), search_arguments=self._search_arguments()
+        )
         required = {
             "type": "submit_tool_outputs",
             "submit_tool_outputs": {
@@ -409,13 +576,15 @@ class Turn:
                         "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
                     }
                     for c in calls
+                    if c["type"] == "function"
                 ]
             },
         }
+        spent = self.carried + usage
 
         def park(run: Run) -> None:
             run.required_action = required
-            run.usage = (run.usage or Usage()) + usage
+            run.usage = (run.usage or Usage()) + spent
             run.expires_at = now() + settings().run_expiry_seconds
 
         parked = transition(
@@ -424,9 +593,11 @@ class Turn:
         return parked.status if parked else self._current_status()
 
     def _finish_incomplete(self, reason: str, usage: Usage) -> str:
+        spent = self.carried + usage
+
         def explain(run: Run) -> None:
             run.incomplete_details = {"reason": reason}
-            run.usage = (run.usage or Usage()) + usage
+            run.usage = (run.usage or Usage()) + spent
 
         ended = transition(
             self.repo, self.ref, "incomplete", allowed_from={"in_progress"}, events=self.events, change=explain
@@ -434,8 +605,10 @@ class Turn:
         return ended.status if ended else self._current_status()
 
     def _finish(self, status: str, usage: Usage) -> str:
+        spent = self.carried + usage
+
         def account(run: Run) -> None:
-            run.usage = (run.usage or Usage()) + usage
+            run.usage = (run.usage or Usage()) + spent
 
         ended = transition(
             self.repo, self.ref, status, allowed_from={"in_progress"}, events=self.events, change=account
@@ -446,8 +619,8 @@ class Turn:
         run = load_run(self.repo, self.ref)
         return run.status if run else "missing"
 
-    def _cancelled(self) -> bool:
-        if time.monotonic() - self._last_cancel_check < CANCEL_CHECK_SECONDS:
+    def _cancelled(self, *, force: bool = False) -> bool:
+        if not force and time.monotonic() - self._last_cancel_check < CANCEL_CHECK_SECONDS:
             return False
         self._last_cancel_check = time.monotonic()
         return self.repo.get_attribute(self.ref.pk, self.ref.sk, "status") != "in_progress"
@@ -460,7 +633,7 @@ class Turn:
         moment = now()
         message = self.message.model_copy(
             update={
-                "content": [text_part("".join(self.text))],
+                "content": self._content(),
                 "status": "incomplete",
                 "incomplete_at": moment,
                 "incomplete_details": {"reason": "run_failed"},

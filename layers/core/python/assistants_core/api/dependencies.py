@@ -10,7 +10,9 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 
+from ..blobs import BlobStore, default_blob_store
 from ..repository import Repository, default_repository
+from ..services.ingestion import IngestionStarter, default_ingestion
 from ..services.pagination import ListParams
 from .auth import tenant_id
 
@@ -31,3 +33,15 @@ async def repository() -> Repository:
 Tenant = Annotated[str, Depends(tenant_id)]
 Repo = Annotated[Repository, Depends(repository)]
 Paging = Annotated[ListParams, Depends(list_params)]
+
+
+async def blob_store() -> BlobStore:
+    return default_blob_store()
+
+
+async def ingestion() -> IngestionStarter:
+    return default_ingestion()
+
+
+Blobs = Annotated[BlobStore, Depends(blob_store)]
+Ingestion = Annotated[IngestionStarter, Depends(ingestion)]

@@ -63,8 +63,16 @@ def _run_response(run: Run, response: Response) -> Run:
     return run
 
 
-def _stream(repo: Repository, tenant: str, thread_id: str, run_id: str, after_seq: int) -> StreamingResponse:
-    events = stream_events(repo, tenant, run_id, after_seq=after_seq, thread_id=thread_id)
+def _search_content(include: list[str] | None) -> bool:
+    return FILE_SEARCH_CONTENT in (include or [])
+
+
+def _stream(
+    repo: Repository, tenant: str, thread_id: str, run_id: str, after_seq: int, include: list[str] | None = None
+) -> StreamingResponse:
+    events = stream_events(
+        repo, tenant, run_id, after_seq=after_seq, thread_id=thread_id, search_content=_search_content(include)
+    )
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -90,7 +98,7 @@ def create_run(
 ) -> Any:
     run = service.create_run(repo, sfn, tenant, thread_id, body)
     if body.stream:
-        return _stream(repo, tenant, run.thread_id, run.id, 0)
+        return _stream(repo, tenant, run.thread_id, run.id, 0, include)
     return _run_response(run, response)
 
 
@@ -136,9 +144,9 @@ def submit_tool_outputs(
 def list_steps(
     thread_id: str, run_id: str, tenant: Tenant, repo: Repo, paging: Paging, include: Include
 ) -> ListPage[RunStep]:
-    return service.list_steps(repo, RunRef(tenant, thread_id, run_id), paging)
+    return service.list_steps(repo, RunRef(tenant, thread_id, run_id), paging, search_content=_search_content(include))
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
 def get_step(thread_id: str, run_id: str, step_id: str, tenant: Tenant, repo: Repo, include: Include) -> RunStep:
-    return service.get_step(repo, RunRef(tenant, thread_id, run_id), step_id)
+    return service.get_step(repo, RunRef(tenant, thread_id, run_id), step_id, search_content=_search_content(include))

@@ -26,23 +26,31 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .documents import MIRRORED_ATTRIBUTES, TTL_ATTRIBUTE, Doc, Order, Page, StoredDoc
+from .documents import EXPIRY_INDEX, MIRRORED_ATTRIBUTES, TTL_ATTRIBUTE, Doc, Order, Page, StoredDoc, StoredPage
 from .errors import ConcurrentModification, EventSequenceTaken, ItemTooLarge, TransactionConflict
 from .keys import (
     API_KEY_PREFIX,
     API_KEYS_PK,
     ASSISTANT_PREFIX,
+    BATCH_PREFIX,
     EVENT_ITEM_BYTES,
     EVENT_PREFIX,
+    FILE_PREFIX,
     MESSAGE_PREFIX,
+    PART_PREFIX,
     RUN_PREFIX,
     THREAD_SK,
+    UPLOAD_PREFIX,
+    VECTOR_STORE_PREFIX,
     event_sk,
+    file_stores_pk,
     run_log_pk,
     step_prefix,
     step_sk,
     tenant_pk,
     thread_pk,
+    upload_pk,
+    vector_store_pk,
 )
 from .run_log import EventPage, RunLog
 
@@ -59,6 +67,7 @@ def default_repository() -> Repository:
 
 
 __all__ = [
+    "EXPIRY_INDEX",
     "MIRRORED_ATTRIBUTES",
     "TTL_ATTRIBUTE",
     "ConcurrentModification",
@@ -70,8 +79,17 @@ __all__ = [
     "Page",
     "Repository",
     "StoredDoc",
+    "StoredPage",
     "TransactionConflict",
     "default_repository",
+    "BATCH_PREFIX",
+    "FILE_PREFIX",
+    "PART_PREFIX",
+    "UPLOAD_PREFIX",
+    "VECTOR_STORE_PREFIX",
+    "file_stores_pk",
+    "upload_pk",
+    "vector_store_pk",
     "API_KEY_PREFIX",
     "API_KEYS_PK",
     "ASSISTANT_PREFIX",

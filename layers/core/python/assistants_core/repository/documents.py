@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import copy
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ Order = Literal["asc", "desc"]
 Doc = dict[str, Any]
 MIRRORED_ATTRIBUTES = ("status", "run_id")
 TTL_ATTRIBUTE = "ttl"
+EXPIRY_INDEX = "ExpiryIndex"  # sparse GSI: expiry_kind (hash), expires_at (range)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class StoredDoc:
     doc: Doc
     version: int
     attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    items: builtins.list[StoredDoc]
+    has_more: bool
 
 
 class DocumentStore:
@@ -228,6 +235,21 @@ class DocumentStore:
         exclusive start key even for an id that no longer exists. ``before`` walks the other
         way and the page is turned back into list order.
         """
+        page = self.list_stored(pk, prefix, limit=limit, order=order, after=after, before=before, where=where)
+        return Page(items=[stored.doc for stored in page.items], has_more=page.has_more)
+
+    def list_stored(
+        self,
+        pk: str,
+        prefix: str,
+        *,
+        limit: int,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        where: dict[str, str] | None = None,
+    ) -> StoredPage:
+        """:meth:`list` with each object's version and attributes (a store's file counts)."""
         forward = order == "asc"
         cursor = after
         if before is not None:
@@ -246,19 +268,19 @@ class DocumentStore:
                 condition = clause if condition is None else condition & clause
             kwargs["FilterExpression"] = condition
         wanted = limit + 1
-        items: list[Doc] = []
+        items: list[StoredDoc] = []
         while len(items) < wanted:
             # With a filter, Limit counts items read before filtering, so read generously.
             kwargs["Limit"] = max(wanted - len(items), 50) if where else wanted - len(items)
             response = self.table.query(**kwargs)
-            items.extend(json.loads(item["doc"]) for item in response["Items"])
+            items.extend(_stored(item) for item in response["Items"])
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         page = items[:limit]
         if before is not None:
             page.reverse()
-        return Page(items=page, has_more=len(items) > limit)
+        return StoredPage(items=page, has_more=len(items) > limit)
 
     # ------------------------------------------------------------ transactions
 
@@ -329,6 +351,57 @@ class DocumentStore:
         if names:
             update["ExpressionAttributeNames"] = names
         return {"Update": update}
+
+    def op_add(self, pk: str, sk: str, counters: dict[str, int]) -> dict[str, Any]:
+        """Add to numeric attributes beside the doc (a store's file counts), atomically: DynamoDB's
+        ``ADD`` never loses a concurrent increment, and it starts a missing counter at 0."""
+        names = {f"#c{i}": name for i, name in enumerate(counters)}
+        values = {f":c{i}": value for i, value in enumerate(counters.values())}
+        expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        return self.op_update(pk, sk, expression, "attribute_exists(PK)", values, names)
+
+    def op_delete(self, pk: str, sk: str, *, expected_version: int | None = None) -> dict[str, Any]:
+        """A Delete for a transaction: of the version read (if given), else unconditional."""
+        delete: dict[str, Any] = {"TableName": self.table.name, "Key": {"PK": pk, "SK": sk}}
+        if expected_version is not None:
+            delete["ConditionExpression"] = "#version = :expected"
+            delete["ExpressionAttributeNames"] = {"#version": "version"}
+            delete["ExpressionAttributeValues"] = {":expected": expected_version}
+        return {"Delete": delete}
+
+    def get_many(self, keys: builtins.list[tuple[str, str]]) -> dict[tuple[str, str], StoredDoc]:
+        """Several items by key (BatchGetItem, 100 a call, strongly consistent); missing ones are left out."""
+        found: dict[tuple[str, str], StoredDoc] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table.name: {
+                    "Keys": [{"PK": pk, "SK": sk} for pk, sk in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self.table.meta.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table.name, []):
+                    if "doc" in item:
+                        found[(str(item["PK"]), str(item["SK"]))] = _stored(item)
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def due_to_expire(self, kind: str, until: int) -> Iterator[tuple[str, str]]:
+        """Keys of the objects of ``kind`` whose ``expires_at`` is at or before ``until``, from the
+        sparse ``ExpiryIndex`` (eventually consistent, as every GSI read)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": Key("expiry_kind").eq(kind) & Key("expires_at").lte(until),
+        }
+        while True:
+            response = self.table.query(**kwargs)
+            for item in response["Items"]:
+                yield str(item["PK"]), str(item["SK"])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # ------------------------------------------------------------ attributes outside the doc
 

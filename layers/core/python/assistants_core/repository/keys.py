@@ -36,3 +36,26 @@ def step_sk(run_id: str, step_id: str) -> str:
 
 def event_sk(seq: int) -> str:
     return f"{EVENT_PREFIX}{seq:010d}"
+
+
+# Retrieval: files, uploads and vector stores.
+FILE_PREFIX = "FILE#"  # a file, under tenant_pk; a store's file, under vector_store_pk
+UPLOAD_PREFIX = "UPLOAD#"
+PART_PREFIX = "PART#"
+VECTOR_STORE_PREFIX = "VS#"  # a store, under tenant_pk; a file's membership, under file_stores_pk
+BATCH_PREFIX = "BATCH#"
+
+
+def upload_pk(tenant: str, upload_id: str) -> str:
+    """An upload's parts."""
+    return f"T#{tenant}#UPLOAD#{upload_id}"
+
+
+def vector_store_pk(tenant: str, vector_store_id: str) -> str:
+    """A store's files and file batches."""
+    return f"T#{tenant}#VS#{vector_store_id}"
+
+
+def file_stores_pk(tenant: str, file_id: str) -> str:
+    """The stores a file is in: what deleting the file must clean up."""
+    return f"T#{tenant}#FILE#{file_id}"

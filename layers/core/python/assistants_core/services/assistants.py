@@ -6,6 +6,8 @@ from ..errors import NotFoundError
 from ..ids import new_id, now
 from ..repository import ASSISTANT_PREFIX, Repository, tenant_pk
 from ..types import Assistant, AssistantCreateParams, AssistantUpdateParams, DeletedObject, ListPage
+from . import tool_resources
+from .ingestion import IngestionStarter
 from .pagination import ListParams, to_list_page
 
 
@@ -13,11 +15,14 @@ def _sk(assistant_id: str) -> str:
     return ASSISTANT_PREFIX + assistant_id
 
 
-def create_assistant(repo: Repository, tenant: str, params: AssistantCreateParams) -> Assistant:
+def create_assistant(
+    repo: Repository, tenant: str, params: AssistantCreateParams, *, ingestion: IngestionStarter | None = None
+) -> Assistant:
     assistant = Assistant(
         id=new_id("asst"),
         created_at=now(),
-        **params.model_dump(mode="json", exclude_none=True, by_alias=True),
+        **params.model_dump(mode="json", exclude_none=True, by_alias=True, exclude={"tool_resources"}),
+        tool_resources=tool_resources.resolve(repo, ingestion, tenant, params.tool_resources),
     )
     repo.create(tenant_pk(tenant), _sk(assistant.id), assistant.model_dump(mode="json"))
     return assistant
@@ -30,8 +35,17 @@ def get_assistant(repo: Repository, tenant: str, assistant_id: str) -> Assistant
     return Assistant.model_validate(doc)
 
 
-def update_assistant(repo: Repository, tenant: str, assistant_id: str, params: AssistantUpdateParams) -> Assistant:
+def update_assistant(
+    repo: Repository,
+    tenant: str,
+    assistant_id: str,
+    params: AssistantUpdateParams,
+    *,
+    ingestion: IngestionStarter | None = None,
+) -> Assistant:
     changes = params.changes()
+    if "tool_resources" in changes:
+        changes["tool_resources"] = tool_resources.resolve(repo, ingestion, tenant, params.tool_resources)
     if changes.get("model", "") is None:
         del changes["model"]
     if "tools" in changes and changes["tools"] is None:

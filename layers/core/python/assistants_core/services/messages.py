@@ -7,6 +7,7 @@ from ..ids import new_id, now
 from ..repository import MESSAGE_PREFIX, THREAD_SK, ItemTooLarge, Repository, TransactionConflict, thread_pk
 from ..types import DeletedObject, ListPage, Message, MessageCreateParams, MessageUpdateParams
 from ..types.message import content_parts
+from .ingestion import IngestionStarter
 from .pagination import ListParams, to_list_page
 from .thread_state import active_run, require_thread
 
@@ -38,7 +39,19 @@ def build_message(
     )
 
 
-def create_message(repo: Repository, tenant: str, thread_id: str, params: MessageCreateParams) -> Message:
+def create_message(
+    repo: Repository,
+    tenant: str,
+    thread_id: str,
+    params: MessageCreateParams,
+    *,
+    ingestion: IngestionStarter | None = None,
+) -> Message:
+    """Add a message unless a run holds the thread; files it attaches for file_search then go
+    into the thread's vector store."""
+    from .tool_resources import check_attachments, index_attachments
+
+    check_attachments(repo, tenant, [params])
     message = build_message(thread_id, params)
     pk = thread_pk(tenant, thread_id)
     try:
@@ -55,6 +68,7 @@ def create_message(repo: Repository, tenant: str, thread_id: str, params: Messag
         raise
     except ItemTooLarge:
         raise too_large("The message", "content") from None
+    index_attachments(repo, ingestion, tenant, thread_id, [params])
     return message
 
 

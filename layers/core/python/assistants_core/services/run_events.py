@@ -35,16 +35,27 @@ from ..types.events import (
     MESSAGE_COMPLETED,
     MESSAGE_DELTA,
     MESSAGE_INCOMPLETE,
+    STEP_CANCELLED,
+    STEP_COMPLETED,
+    STEP_CREATED,
     STEP_DELTA,
+    STEP_EXPIRED,
+    STEP_FAILED,
+    STEP_IN_PROGRESS,
     STREAM_END_EVENTS,
     run_event,
 )
 from ..types.run import TERMINAL_STATUSES, Run
+from ..types.run_step import without_search_content
 
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 # A run in one of these has logged the event that ends a stream (or should have).
 STREAM_END_STATUSES = TERMINAL_STATUSES | {"requires_action"}
 MESSAGE_ENDS = (MESSAGE_COMPLETED, MESSAGE_INCOMPLETE)
+# Events whose data is a whole run step (file_search results show their content on include[] only).
+STEP_OBJECT_EVENTS = frozenset(
+    {STEP_CREATED, STEP_IN_PROGRESS, STEP_COMPLETED, STEP_FAILED, STEP_CANCELLED, STEP_EXPIRED}
+)
 logger = Logger()
 Event = tuple[str, dict[str, Any]]
 
@@ -176,6 +187,10 @@ def _merge_message_delta(into: dict[str, Any], data: dict[str, Any]) -> bool:
     if old_parts[-1]["type"] != "text" or new_parts[0]["type"] != "text":
         return False
     old_parts[-1]["text"]["value"] += new_parts[0]["text"]["value"]
+    # Citation annotations carry their positions in the whole message, so they simply add up.
+    old_parts[-1]["text"]["annotations"] = old_parts[-1]["text"].get("annotations", []) + new_parts[0]["text"].get(
+        "annotations", []
+    )
     return True
 
 
@@ -226,6 +241,7 @@ async def stream_events(
     *,
     after_seq: int,
     thread_id: str,
+    search_content: bool = False,
 ) -> AsyncIterator[str]:
     """Tail a run's event log as SSE frames until the run ends or waits for tool outputs.
 
@@ -237,7 +253,8 @@ async def stream_events(
     network error.
     """
     try:
-        async for frame in _tail(repo, tenant, run_id, after_seq, _RunCheck(repo, tenant, thread_id, run_id)):
+        check = _RunCheck(repo, tenant, thread_id, run_id)
+        async for frame in _tail(repo, tenant, run_id, after_seq, check, search_content):
             yield frame
     except Exception:
         logger.exception("could not stream the run's events", extra={"run_id": run_id})
@@ -245,7 +262,9 @@ async def stream_events(
         yield sse_frame(DONE, "[DONE]")
 
 
-async def _tail(repo: Repository, tenant: str, run_id: str, after_seq: int, check: _RunCheck) -> AsyncIterator[str]:
+async def _tail(
+    repo: Repository, tenant: str, run_id: str, after_seq: int, check: _RunCheck, search_content: bool
+) -> AsyncIterator[str]:
     config = settings()
     pk = run_log_pk(tenant, run_id)
     last_name: str | None = None
@@ -259,6 +278,9 @@ async def _tail(repo: Repository, tenant: str, run_id: str, after_seq: int, chec
                 closed_messages.add(json.loads(data)["id"])
             elif name == MESSAGE_DELTA and closed_messages and json.loads(data)["id"] in closed_messages:
                 continue  # the agent wrote it before it saw the cancel that closed its message
+            elif not search_content and name in STEP_OBJECT_EVENTS and '"file_search"' in data:
+                step = json.loads(data)
+                data = json.dumps({**step, "step_details": without_search_content(step["step_details"])})
             yield sse_frame(name, data)
             if name in STREAM_END_EVENTS:
                 yield sse_frame(DONE, "[DONE]")

@@ -41,6 +41,7 @@ from ..types import (
     ThreadCreateParams,
 )
 from ..types.events import THREAD_CREATED, run_event
+from ..types.run_step import without_search_content
 from .assistants import get_assistant
 from .lifecycle import RunRef, close_open_steps, fail, load_run, transition
 from .messages import build_message, message_sk
@@ -48,6 +49,7 @@ from .pagination import ListParams, to_list_page
 from .run_events import RunEventWriter
 from .thread_state import active_run, require_thread
 from .threads import create_thread, delete_thread
+from .tool_resources import check_attachments, index_attachments
 
 logger = Logger()
 # A new run must leave room in its 400 KB item for what it gathers as it goes (tool calls and
@@ -114,6 +116,10 @@ def create_run(
     if len(json.dumps(run.model_dump(mode="json"))) > MAX_NEW_RUN_BYTES:
         raise _run_too_large(None, params, [])
     ref = RunRef(tenant, thread_id, run.id)
+    if params.additional_messages:
+        # Before the run exists: its first turn must find the thread's store with these files.
+        check_attachments(repo, tenant, params.additional_messages, param="additional_messages")
+        index_attachments(repo, None, tenant, thread_id, params.additional_messages)
     extra = [build_message(thread_id, m) for m in params.additional_messages or []]
     pk = thread_pk(tenant, thread_id)
     first: list[tuple[str, dict[str, Any]]] = []
@@ -300,14 +306,24 @@ def _check_outputs(run: Run, params: SubmitToolOutputsParams) -> dict[str, str]:
     return {output.tool_call_id: output.output for output in params.tool_outputs}
 
 
-def list_steps(repo: Repository, ref: RunRef, params: ListParams) -> ListPage[RunStep]:
+def _shown(step: RunStep, search_content: bool) -> RunStep:
+    """A step as the API shows it: file_search results carry their ``content`` only when
+    ``include[]`` asked for it."""
+    if search_content:
+        return step
+    return step.model_copy(update={"step_details": without_search_content(step.step_details)})
+
+
+def list_steps(repo: Repository, ref: RunRef, params: ListParams, *, search_content: bool = False) -> ListPage[RunStep]:
     get_run(repo, ref)
-    return to_list_page(repo.list(ref.pk, step_prefix(ref.run_id), **params.query()), RunStep)
+    page = to_list_page(repo.list(ref.pk, step_prefix(ref.run_id), **params.query()), RunStep)
+    page.data = [_shown(step, search_content) for step in page.data]
+    return page
 
 
-def get_step(repo: Repository, ref: RunRef, step_id: str) -> RunStep:
+def get_step(repo: Repository, ref: RunRef, step_id: str, *, search_content: bool = False) -> RunStep:
     doc = repo.get_doc(ref.pk, step_sk(ref.run_id, step_id))
     if doc is None:
         get_run(repo, ref)
         raise NotFoundError.for_object("run step", step_id, param="step_id")
-    return RunStep.model_validate(doc)
+    return _shown(RunStep.model_validate(doc), search_content)

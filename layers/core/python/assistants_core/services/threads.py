@@ -6,16 +6,30 @@ from ..errors import NotFoundError, too_large
 from ..ids import new_id, now
 from ..repository import THREAD_SK, ItemTooLarge, Repository, thread_pk
 from ..types import DeletedObject, Message, Thread, ThreadCreateParams, ThreadUpdateParams
+from . import tool_resources
+from .ingestion import IngestionStarter
 from .messages import build_message, message_sk
+from .tool_resources import check_attachments, index_attachments
 
 
-def create_thread(repo: Repository, tenant: str, params: ThreadCreateParams, *, param_prefix: str = "") -> Thread:
+def create_thread(
+    repo: Repository,
+    tenant: str,
+    params: ThreadCreateParams,
+    *,
+    param_prefix: str = "",
+    ingestion: IngestionStarter | None = None,
+) -> Thread:
     """Create a thread and its initial messages in one transaction; ``param_prefix`` is where
-    the thread sits in the request body (``thread.`` in create-and-run), for error params."""
+    the thread sits in the request body (``thread.`` in create-and-run), for error params.
+    Files the messages attach for file_search then go into the thread's vector store."""
+    check_attachments(repo, tenant, params.messages, param=f"{param_prefix}messages")
     thread = Thread(
         id=new_id("thread"),
         created_at=now(),
-        tool_resources=params.tool_resources.model_dump(exclude_none=True) if params.tool_resources else None,
+        tool_resources=tool_resources.resolve(
+            repo, ingestion, tenant, params.tool_resources, param=f"{param_prefix}tool_resources"
+        ),
         metadata=params.metadata or {},
     )
     messages: list[Message] = [build_message(thread.id, item) for item in params.messages]
@@ -30,7 +44,12 @@ def create_thread(repo: Repository, tenant: str, params: ThreadCreateParams, *, 
         if index is None:
             raise too_large("The thread", param_prefix.rstrip(".") or None) from None
         raise too_large(f"Message {index}", f"{param_prefix}messages[{index}].content") from None
-    return thread
+    index_attachments(repo, ingestion, tenant, thread.id, params.messages)
+    return get_thread(repo, tenant, thread.id) if params.messages and _has_search_files(params) else thread
+
+
+def _has_search_files(params: ThreadCreateParams) -> bool:
+    return any(tool.type == "file_search" for m in params.messages for a in m.attachments or [] for tool in a.tools)
 
 
 def get_thread(repo: Repository, tenant: str, thread_id: str) -> Thread:
@@ -40,10 +59,17 @@ def get_thread(repo: Repository, tenant: str, thread_id: str) -> Thread:
     return Thread.model_validate(doc)
 
 
-def update_thread(repo: Repository, tenant: str, thread_id: str, params: ThreadUpdateParams) -> Thread:
+def update_thread(
+    repo: Repository,
+    tenant: str,
+    thread_id: str,
+    params: ThreadUpdateParams,
+    *,
+    ingestion: IngestionStarter | None = None,
+) -> Thread:
     changes = params.changes()
-    if changes.get("tool_resources"):
-        changes["tool_resources"] = params.tool_resources.model_dump(exclude_none=True)  # type: ignore[union-attr]
+    if "tool_resources" in changes:
+        changes["tool_resources"] = tool_resources.resolve(repo, ingestion, tenant, params.tool_resources)
     doc = repo.mutate(thread_pk(tenant, thread_id), THREAD_SK, lambda current: {**current, **changes})
     if doc is None:
         raise NotFoundError.for_object("thread", thread_id, param="thread_id")

@@ -30,3 +30,17 @@ class RunStep(ObjectModel):
 
     def tool_calls(self) -> list[dict[str, Any]]:
         return list(self.step_details.get("tool_calls") or [])
+
+
+def without_search_content(step_details: dict[str, Any]) -> dict[str, Any]:
+    """A step's details with the results' ``content`` left out (shown only on ``include[]``)."""
+    calls = step_details.get("tool_calls")
+    if not calls or not any(c.get("type") == "file_search" for c in calls):
+        return step_details
+    stripped = []
+    for call in calls:
+        if call.get("type") == "file_search" and call.get("file_search", {}).get("results"):
+            results = [{k: v for k, v in r.items() if k != "content"} for r in call["file_search"]["results"]]
+            call = {**call, "file_search": {**call["file_search"], "results": results}}
+        stripped.append(call)
+    return {**step_details, "tool_calls": stripped}

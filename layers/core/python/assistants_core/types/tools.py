@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
-from .common import ObjectModel, RequestModel
+from .common import Metadata, ObjectModel, RequestModel
+from .vector_store import MAX_STORE_FILE_IDS, ChunkingStrategy
 
 
 class FunctionDefinition(RequestModel):
@@ -56,8 +57,23 @@ class CodeInterpreterResources(RequestModel):
     file_ids: Annotated[list[str], Field(max_length=20)] = []
 
 
+class VectorStoreHelper(RequestModel):
+    """``tool_resources.file_search.vector_stores``: a store to create from files, on the spot."""
+
+    file_ids: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_STORE_FILE_IDS)] = []
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata = None
+
+
 class FileSearchResources(RequestModel):
     vector_store_ids: Annotated[list[str], Field(max_length=1)] = []
+    vector_stores: Annotated[list[VectorStoreHelper], Field(max_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_store(self) -> FileSearchResources:
+        if self.vector_store_ids and self.vector_stores:
+            raise ValueError("give vector_store_ids or vector_stores, not both: a file_search tool takes one store")
+        return self
 
 
 class ToolResources(RequestModel):

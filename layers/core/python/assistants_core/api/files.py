@@ -1,0 +1,163 @@
+"""/v1/files and /v1/uploads"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from ..errors import InvalidRequestError
+from ..request_size import MAX_REQUEST_BYTES, request_too_large
+from ..services import files as service
+from ..services import uploads
+from ..services.pagination import ListParams
+from ..types import ListPage
+from ..types.file import (
+    DeletedFile,
+    FileExpiresAfter,
+    FileObject,
+    FilePurpose,
+    Upload,
+    UploadCompleteParams,
+    UploadCreateParams,
+    UploadPart,
+)
+from .app import validation_error
+from .dependencies import Blobs, Repo, Tenant
+
+router = APIRouter(prefix="/v1/files")
+uploads_router = APIRouter(prefix="/v1/uploads")
+PURPOSES: tuple[str, ...] = get_args(FilePurpose)
+
+
+async def _form(request: Request) -> FormData:
+    """The multipart body, refused with a 413 before it is parsed if it is larger than a
+    request may be (see :mod:`assistants_core.request_size`)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+        raise request_too_large("file")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequestError("The request must be multipart/form-data, with the file as 'file'.")
+    form = await request.form()
+    return form
+
+
+async def _file_field(form: FormData, name: str) -> tuple[bytes, str, str | None]:
+    field = form.get(name)
+    if not isinstance(field, UploadFile):
+        raise InvalidRequestError(
+            f"Missing required parameter: '{name}' (a file part of the multipart body).",
+            param=name,
+            code="missing_required_parameter",
+        )
+    data = await field.read()
+    if len(data) > MAX_REQUEST_BYTES:
+        raise request_too_large(name)
+    return data, field.filename or "upload", field.content_type
+
+
+def _expires_after(form: FormData) -> FileExpiresAfter | None:
+    """``expires_after[anchor]`` and ``expires_after[seconds]`` (how the SDK sends the object)."""
+    anchor, seconds = form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return None
+    try:
+        return FileExpiresAfter.model_validate({"anchor": anchor, "seconds": seconds})
+    except ValidationError as error:
+        raise validation_error([{**e, "loc": ("expires_after", *e.get("loc", ()))} for e in error.errors()]) from None
+
+
+@router.post("")
+async def create_file(request: Request, tenant: Tenant, repo: Repo, blobs: Blobs) -> FileObject:
+    form = await _form(request)
+    purpose = form.get("purpose")
+    if not isinstance(purpose, str):
+        raise InvalidRequestError(
+            "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter"
+        )
+    if purpose not in PURPOSES:
+        raise InvalidRequestError(
+            f"Invalid value for 'purpose': '{purpose}'. Supported values are: "
+            + ", ".join(f"'{p}'" for p in PURPOSES)
+            + ".",
+            param="purpose",
+            code="invalid_value",
+        )
+    data, filename, content_type = await _file_field(form, "file")
+    expires_after = _expires_after(form)
+    from anyio import to_thread
+
+    return await to_thread.run_sync(
+        lambda: service.create_file(
+            repo,
+            blobs,
+            tenant,
+            filename=filename,
+            data=data,
+            purpose=purpose,
+            content_type=content_type,
+            expires_after=expires_after,
+        )
+    )
+
+
+@router.get("")
+def list_files(
+    tenant: Tenant,
+    repo: Repo,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> ListPage[FileObject]:
+    return service.list_files(repo, tenant, ListParams(limit=limit, order=order, after=after), purpose)
+
+
+@router.get("/{file_id}")
+def get_file(file_id: str, tenant: Tenant, repo: Repo) -> FileObject:
+    return service.get_file(repo, tenant, file_id)
+
+
+@router.delete("/{file_id}")
+def delete_file(file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> DeletedFile:
+    return service.delete_file(repo, blobs, tenant, file_id)
+
+
+@router.get("/{file_id}/content", response_model=None)
+def file_content(file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> Response:
+    """The file's bytes; a larger file than one response may carry is a redirect to a
+    short-lived S3 URL, which the SDKs follow."""
+    content = service.file_content(repo, blobs, tenant, file_id)
+    if content.redirect_url is not None:
+        return RedirectResponse(content.redirect_url, status_code=307)
+    return Response(content.data, media_type="application/octet-stream")
+
+
+# ---------------------------------------------------------------- uploads
+
+
+@uploads_router.post("")
+def create_upload(body: UploadCreateParams, tenant: Tenant, repo: Repo) -> Upload:
+    return uploads.create_upload(repo, tenant, body)
+
+
+@uploads_router.post("/{upload_id}/parts")
+async def add_upload_part(upload_id: str, request: Request, tenant: Tenant, repo: Repo, blobs: Blobs) -> UploadPart:
+    form = await _form(request)
+    data, _, _ = await _file_field(form, "data")
+    from anyio import to_thread
+
+    return await to_thread.run_sync(lambda: uploads.add_part(repo, blobs, tenant, upload_id, data))
+
+
+@uploads_router.post("/{upload_id}/complete")
+def complete_upload(upload_id: str, body: UploadCompleteParams, tenant: Tenant, repo: Repo, blobs: Blobs) -> Upload:
+    return uploads.complete_upload(repo, blobs, tenant, upload_id, body)
+
+
+@uploads_router.post("/{upload_id}/cancel")
+def cancel_upload(upload_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> Upload:
+    return uploads.cancel_upload(repo, blobs, tenant, upload_id)

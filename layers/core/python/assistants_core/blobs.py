@@ -1,0 +1,174 @@
+"""File bytes in S3: every object key of the files bucket, and the few operations on them.
+
+Keys start with the tenant (``t/<tenant>/...``), so a bucket policy, a lifecycle rule or an
+audit can scope by tenant, and no key built for one tenant can name another's object:
+
+========================  ================================================
+object                    key
+========================  ================================================
+a file's bytes            ``t/<tenant>/files/<file_id>``
+a part of an upload       ``t/<tenant>/uploads/<upload_id>/<part_id>``
+a store file's text       ``t/<tenant>/vector_stores/<vs_id>/<file_id>.txt``
+========================  ================================================
+
+Parts of an upload are tagged ``kind=upload-part``: the bucket's lifecycle rule deletes any
+that a cancelled or abandoned upload left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from botocore.exceptions import ClientError
+
+from .config import boto_config, settings
+
+UPLOAD_PART_TAG = "kind=upload-part"
+# S3 multipart parts must be at least 5 MiB (but the last); parts of an upload are smaller (each
+# came in one request), so consecutive parts are joined into pieces of at least this size.
+JOIN_PIECE_BYTES = 8 * 1024 * 1024
+JOIN_WINDOW = 8  # pieces read and written at once: bounds memory to about 8 x 12 MiB
+_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+
+
+def _tenant(tenant: str) -> str:
+    return "t/" + quote(tenant, safe="")
+
+
+def file_key(tenant: str, file_id: str) -> str:
+    return f"{_tenant(tenant)}/files/{file_id}"
+
+
+def part_key(tenant: str, upload_id: str, part_id: str) -> str:
+    return f"{_tenant(tenant)}/uploads/{upload_id}/{part_id}"
+
+
+def store_text_key(tenant: str, vector_store_id: str, file_id: str) -> str:
+    return f"{_tenant(tenant)}/vector_stores/{vector_store_id}/{file_id}.txt"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of an upload's parts that becomes one S3 multipart part."""
+
+    number: int
+    keys: list[str]
+
+
+class BlobStore:
+    def __init__(self, bucket: str | None = None, client: Any = None) -> None:
+        self.bucket = bucket or settings().files_bucket
+        self.client = client or boto3.client("s3", config=boto_config())
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, tagging: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        if tagging:
+            kwargs["Tagging"] = tagging
+        self.client.put_object(**kwargs)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def get_text(self, key: str) -> str | None:
+        try:
+            return self.get(key).decode()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
+
+    def presigned_get(self, key: str, filename: str, expires_in: int = 300) -> str:
+        """A short-lived URL that serves the object as a download named ``filename``."""
+        disposition = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
+        return str(
+            self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key, "ResponseContentDisposition": disposition},
+                ExpiresIn=expires_in,
+            )
+        )
+
+    def join(self, parts: list[tuple[str, int]], dest: str, *, content_type: str | None = None) -> str:
+        """Write the concatenation of ``parts`` ((key, size), in order) to ``dest``; returns its MD5.
+
+        One part is copied. More are joined by an S3 multipart upload whose pieces are runs of
+        consecutive parts of at least JOIN_PIECE_BYTES, read and written JOIN_WINDOW at a time
+        in parallel, and hashed in order on the way (the Uploads API's optional ``md5``).
+        """
+        digest = hashlib.md5(usedforsecurity=False)
+        if len(parts) == 1:
+            data = self.get(parts[0][0])
+            digest.update(data)
+            self.put(dest, data, content_type=content_type)
+            return digest.hexdigest()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": dest}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        upload_id = self.client.create_multipart_upload(**kwargs)["UploadId"]
+        try:
+            written: list[dict[str, Any]] = []
+            with ThreadPoolExecutor(max_workers=JOIN_WINDOW, thread_name_prefix="join") as pool:
+                for window in _windows(_pieces(parts), JOIN_WINDOW):
+                    datas = list(pool.map(self._read_piece, window))
+                    for data in datas:
+                        digest.update(data)
+                    numbers = [piece.number for piece in window]
+                    written += pool.map(lambda n, d: self._write_piece(dest, upload_id, n, d), numbers, datas)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=dest, UploadId=upload_id, MultipartUpload={"Parts": written}
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=dest, UploadId=upload_id)
+            raise
+        return digest.hexdigest()
+
+    def _read_piece(self, piece: Piece) -> bytes:
+        return b"".join(self.get(key) for key in piece.keys)
+
+    def _write_piece(self, dest: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        response = self.client.upload_part(
+            Bucket=self.bucket, Key=dest, UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+
+def _pieces(parts: list[tuple[str, int]]) -> list[Piece]:
+    pieces: list[Piece] = []
+    keys: list[str] = []
+    size = 0
+    for key, part_size in parts:
+        keys.append(key)
+        size += part_size
+        if size >= JOIN_PIECE_BYTES:
+            pieces.append(Piece(len(pieces) + 1, keys))
+            keys, size = [], 0
+    if keys:
+        pieces.append(Piece(len(pieces) + 1, keys))
+    return pieces
+
+
+def _windows(pieces: list[Piece], size: int) -> Iterator[list[Piece]]:
+    for start in range(0, len(pieces), size):
+        yield pieces[start : start + size]
+
+
+@lru_cache(maxsize=1)
+def default_blob_store() -> BlobStore:
+    """The files bucket of this deployment; one client per Lambda container."""
+    return BlobStore()

@@ -1,0 +1,313 @@
+"""The files of a vector store: add, read, list, change attributes, remove, and status moves.
+
+A store file is an item under its store (``T#<t>#VS#<vs>`` / ``FILE#<file_id>``) holding the
+vector store file object, with ``batch_id`` and ``chunk_count`` beside it; a membership item
+under the file (``T#<t>#FILE#<file_id>`` / ``VS#<vs>``) says which stores deleting the file
+must clean. Every change of a store file's status moves the store's (and its batch's) counters
+in the same transaction (:func:`set_status`).
+
+Its chunks are vectors keyed ``<vs>/<file>/<n>`` for n below ``chunk_count``, which ingestion
+records before it writes the first one, so removal always knows every key it may have written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..blobs import BlobStore, store_text_key
+from ..errors import InvalidRequestError, NotFoundError
+from ..ids import now
+from ..repository import (
+    BATCH_PREFIX,
+    FILE_PREFIX,
+    VECTOR_STORE_PREFIX,
+    ConcurrentModification,
+    Repository,
+    StoredDoc,
+    TransactionConflict,
+    file_stores_pk,
+    tenant_pk,
+    vector_store_pk,
+)
+from ..types import ListPage
+from ..types.vector_store import (
+    AttributeValue,
+    FileContentPage,
+    FileContentPart,
+    StoreFileError,
+    VectorStoreFile,
+    VectorStoreFileCreateParams,
+    resolved_chunking,
+)
+from ..vectors import chunk_key, index_named
+from ..vectors.layout import ATTRIBUTE_PREFIX
+from .files import require_files
+from .pagination import ListParams, to_list_page
+from .vector_stores import StoreRecord, counter, load_store, require_active, store_sk
+
+# Files added per transaction: each needs two puts, and the store's counters take one more.
+_ATTACH_CHUNK = 45
+
+
+def store_file_sk(file_id: str) -> str:
+    return FILE_PREFIX + file_id
+
+
+def _membership_sk(vector_store_id: str) -> str:
+    return VECTOR_STORE_PREFIX + vector_store_id
+
+
+def attach_files(
+    repo: Repository,
+    tenant: str,
+    vector_store_id: str,
+    entries: list[VectorStoreFileCreateParams],
+    *,
+    batch_id: str | None = None,
+    param: str = "file_ids[{index}]",
+) -> list[str]:
+    """Add files to a store as ``in_progress``; returns the ids of the files added, which the
+    caller hands to ingestion. A file already in the store is left as it is."""
+    record = load_store(repo, tenant, vector_store_id)
+    require_active(record)
+    ids = list(dict.fromkeys(entry.file_id for entry in entries))
+    files = require_files(repo, tenant, ids, param)
+    pk = vector_store_pk(tenant, vector_store_id)
+    present = repo.get_many([(pk, store_file_sk(file_id)) for file_id in ids])
+    wanted = [e for e in {e.file_id: e for e in entries}.values() if (pk, store_file_sk(e.file_id)) not in present]
+    added: list[str] = []
+    for start in range(0, len(wanted), _ATTACH_CHUNK):
+        chunk = wanted[start : start + _ATTACH_CHUNK]
+        created_at = now()
+        operations: list[dict[str, Any]] = []
+        for entry in chunk:
+            item = VectorStoreFile(
+                id=entry.file_id,
+                created_at=created_at,
+                vector_store_id=vector_store_id,
+                status="in_progress",
+                chunking_strategy=resolved_chunking(entry.chunking_strategy),
+                attributes=entry.attributes or {},
+            )
+            extra: dict[str, Any] = {"batch_id": batch_id} if batch_id else {}
+            operations.append(
+                repo.op_put(
+                    pk,
+                    store_file_sk(entry.file_id),
+                    item.model_dump(mode="json"),
+                    file_bytes=files[entry.file_id].bytes,
+                    **extra,
+                )
+            )
+            operations.append(
+                repo.op_put(
+                    file_stores_pk(tenant, entry.file_id),
+                    _membership_sk(vector_store_id),
+                    {"vector_store_id": vector_store_id},
+                )
+            )
+        bump = {counter("in_progress"): len(chunk), counter("total"): len(chunk)}
+        operations.append(repo.op_add(tenant_pk(tenant), store_sk(vector_store_id), bump))
+        if batch_id:
+            operations.append(repo.op_add(pk, BATCH_PREFIX + batch_id, bump))
+        try:
+            repo.transact(operations)
+        except TransactionConflict:
+            # A concurrent request added one of these files (or the store went): one by one.
+            for entry in chunk:
+                added += attach_files(repo, tenant, vector_store_id, [entry], batch_id=batch_id, param=param)
+            continue
+        added += [entry.file_id for entry in chunk]
+    return added
+
+
+def load_store_file(repo: Repository, tenant: str, vector_store_id: str, file_id: str) -> StoredDoc:
+    stored = repo.get(vector_store_pk(tenant, vector_store_id), store_file_sk(file_id))
+    if stored is None:
+        load_store(repo, tenant, vector_store_id)  # a 404 for the store first, if it is the store
+        raise NotFoundError(f"No file found with id '{file_id}' in vector store '{vector_store_id}'.", param="file_id")
+    return stored
+
+
+def get_store_file(repo: Repository, tenant: str, vector_store_id: str, file_id: str) -> VectorStoreFile:
+    return VectorStoreFile.model_validate(load_store_file(repo, tenant, vector_store_id, file_id).doc)
+
+
+def list_store_files(
+    repo: Repository,
+    tenant: str,
+    vector_store_id: str,
+    params: ListParams,
+    *,
+    status: str | None = None,
+    batch_id: str | None = None,
+) -> ListPage[VectorStoreFile]:
+    load_store(repo, tenant, vector_store_id)
+    where = {**({"status": status} if status else {}), **({"batch_id": batch_id} if batch_id else {})}
+    page = repo.list(vector_store_pk(tenant, vector_store_id), FILE_PREFIX, **params.query(), where=where or None)
+    return to_list_page(page, VectorStoreFile)
+
+
+def set_status(
+    repo: Repository,
+    tenant: str,
+    vector_store_id: str,
+    file_id: str,
+    status: str,
+    *,
+    allowed_from: frozenset[str] = frozenset({"in_progress"}),
+    last_error: StoreFileError | None = None,
+    usage_bytes: int | None = None,
+    stored: StoredDoc | None = None,
+) -> VectorStoreFile | None:
+    """Move a store file to ``status`` and its store's and batch's counters with it, in one
+    transaction; None when the file is gone or not in a status ``allowed_from``.
+
+    ``stored`` is the item as the caller read it: a write conditioned on that version fails if
+    anything changed since (a new attribute, a removal), and the caller must look again.
+    """
+    pk = vector_store_pk(tenant, vector_store_id)
+    retry = stored is None
+    for _ in range(5):
+        current = stored or repo.get(pk, store_file_sk(file_id))
+        stored = None
+        if current is None or current.doc.get("status") not in allowed_from:
+            return None
+        item = VectorStoreFile.model_validate(current.doc)
+        old_usage = item.usage_bytes
+        item.status = status  # type: ignore[assignment]
+        item.last_error = last_error
+        if usage_bytes is not None:
+            item.usage_bytes = usage_bytes
+        moves = {
+            counter(str(current.doc["status"])): -1,
+            counter(status): 1,
+            "usage_bytes": item.usage_bytes - old_usage,
+        }
+        operations = [
+            repo.op_save(pk, store_file_sk(file_id), item.model_dump(mode="json"), expected_version=current.version),
+            repo.op_add(tenant_pk(tenant), store_sk(vector_store_id), moves),
+        ]
+        batch_id = current.attributes.get("batch_id")
+        if batch_id:
+            operations.append(repo.op_add(pk, BATCH_PREFIX + str(batch_id), moves))
+        try:
+            repo.transact(operations)
+        except TransactionConflict as conflict:
+            if not retry:
+                raise ConcurrentModification(f"{pk}/{file_id}: {conflict.reasons}") from conflict
+            continue
+        return item
+    raise ConcurrentModification(f"vector store file {file_id}: too many concurrent changes")
+
+
+def update_attributes(
+    repo: Repository, tenant: str, vector_store_id: str, file_id: str, attributes: dict[str, AttributeValue] | None
+) -> VectorStoreFile:
+    """Replace a store file's attributes, in its object and in the metadata of its chunks (so
+    filters see them at once). Ingestion still running picks them up before it completes."""
+    record = load_store(repo, tenant, vector_store_id)
+    pk = vector_store_pk(tenant, vector_store_id)
+    for _ in range(5):
+        stored = load_store_file(repo, tenant, vector_store_id, file_id)
+        item = VectorStoreFile.model_validate(stored.doc).model_copy(update={"attributes": attributes or {}})
+        try:
+            repo.save(pk, store_file_sk(file_id), item.model_dump(mode="json"), expected_version=stored.version)
+        except ConcurrentModification:
+            continue
+        if item.status == "completed":
+            write_chunk_attributes(
+                record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)), item.attributes or {}
+            )
+        return item
+    raise ConcurrentModification(f"vector store file {file_id}: too many concurrent changes")
+
+
+def write_chunk_attributes(
+    record: StoreRecord, vector_store_id: str, file_id: str, chunk_count: int, attributes: dict[str, AttributeValue]
+) -> None:
+    keys = [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
+    if keys:
+        index_named(record.index).rewrite_metadata(
+            keys, {ATTRIBUTE_PREFIX + k: v for k, v in attributes.items()}, remove_prefix=ATTRIBUTE_PREFIX
+        )
+
+
+def release_chunks(
+    blobs: BlobStore, tenant: str, record: StoreRecord, vector_store_id: str, file_id: str, chunk_count: int
+) -> None:
+    """Delete a store file's vectors and its parsed text (idempotent)."""
+    keys = [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
+    if keys:
+        index_named(record.index).delete(keys)
+    blobs.delete([store_text_key(tenant, vector_store_id, file_id)])
+
+
+def remove_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str) -> bool:
+    """Take a file out of a store: its chunks, its text, its item, its membership, its counts.
+
+    The chunks go first: a crash after leaves the item, and a retry finishes the job."""
+    record = load_store(repo, tenant, vector_store_id)
+    pk = vector_store_pk(tenant, vector_store_id)
+    for _ in range(5):
+        stored = repo.get(pk, store_file_sk(file_id))
+        if stored is None:
+            return False
+        release_chunks(blobs, tenant, record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)))
+        item = VectorStoreFile.model_validate(stored.doc)
+        moves = {counter(item.status): -1, counter("total"): -1, "usage_bytes": -item.usage_bytes}
+        try:
+            repo.transact(
+                [
+                    repo.op_delete(pk, store_file_sk(file_id), expected_version=stored.version),
+                    repo.op_delete(file_stores_pk(tenant, file_id), _membership_sk(vector_store_id)),
+                    repo.op_add(tenant_pk(tenant), store_sk(vector_store_id), moves),
+                ]
+            )
+        except TransactionConflict:
+            continue
+        return True
+    raise ConcurrentModification(f"vector store file {file_id}: too many concurrent changes")
+
+
+def detach_from_all_stores(repo: Repository, blobs: BlobStore, tenant: str, file_id: str) -> None:
+    """Remove a file from every store it is in (the file is being deleted)."""
+    for doc in repo.partition(file_stores_pk(tenant, file_id)):
+        store_id = str(doc["vector_store_id"])
+        try:
+            remove_file(repo, blobs, tenant, store_id, file_id)
+        except NotFoundError:  # the store was deleted meanwhile
+            repo.delete(file_stores_pk(tenant, file_id), _membership_sk(store_id))
+
+
+def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRecord, *, remove: bool) -> None:
+    """Release every file of a store: their chunks and text, and with ``remove`` their items
+    and memberships (the store is being deleted) rather than only their usage (it expired)."""
+    vector_store_id = record.store.id
+    pk = vector_store_pk(tenant, vector_store_id)
+    for sk, stored in repo.partition_stored(pk).items():
+        if not sk.startswith(FILE_PREFIX):
+            continue
+        file_id = sk[len(FILE_PREFIX) :]
+        release_chunks(blobs, tenant, record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)))
+        if remove:
+            repo.delete(file_stores_pk(tenant, file_id), _membership_sk(vector_store_id))
+    if remove:
+        repo.delete_partition(pk)
+    else:
+        repo.update_attributes(tenant_pk(tenant), store_sk(vector_store_id), set_values={"usage_bytes": 0})
+
+
+def file_content(
+    repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str
+) -> FileContentPage:
+    """The text parsed from a store file (empty until ingestion completes)."""
+    item = get_store_file(repo, tenant, vector_store_id, file_id)
+    if item.status != "completed":
+        raise InvalidRequestError(
+            f"File {file_id} is {item.status} in vector store {vector_store_id}: its content is available once it "
+            "is completed.",
+            param="file_id",
+        )
+    text = blobs.get_text(store_text_key(tenant, vector_store_id, file_id)) or ""
+    return FileContentPage(data=[FileContentPart(text=text)] if text else [])
