@@ -10,10 +10,12 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -76,18 +78,49 @@ def stack_in_background(
             stop(future.result()[0])
 
 
+@dataclass(frozen=True)
+class Stack:
+    url: str  # the API
+    aws_endpoint: str  # the emulated AWS, for what a test must see behind the API (vectors, Lambda)
+    log_path: Path
+
+
 @pytest.fixture(scope="session")
-def stack_url(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F821
+def stack(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # noqa: F821
+    aws_port = free_port()
     env = {
         "OPENAI_BASE_URL": fake_llm.base_url,
         "OPENAI_API_KEY": "fake-llm-key",
         "ASSISTANTS_API_KEYS": "",
         "STREAM_KEEPALIVE_SECONDS": "1",  # so a test can see keep-alive comments without waiting 15 s
+        "LOCAL_AWS_PORT": str(aws_port),
     }
     log_path = tmp_path_factory.mktemp("stack") / "local-stack.log"
     process, url = start_local_stack(log_path, env)
-    yield url
+    yield Stack(url=url, aws_endpoint=f"http://127.0.0.1:{aws_port}", log_path=log_path)
     stop(process)
+
+
+@pytest.fixture(scope="session")
+def stack_url(stack: Stack) -> str:
+    return stack.url
+
+
+@pytest.fixture(scope="session")
+def aws(stack: Stack) -> Callable[[str], Any]:
+    """A boto3 client of a service of the session stack's emulated AWS (``aws("s3vectors")``)."""
+    import boto3
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=stack.aws_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    return client
 
 
 @pytest.fixture

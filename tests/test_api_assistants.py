@@ -11,6 +11,7 @@ from tests.harness.openapi_spec import validate_object, wire
 
 
 def test_create_retrieve_update_delete(client: OpenAI) -> None:
+    store = client.vector_stores.create(name="tutor notes")
     created = client.beta.assistants.create(
         model="openai/gpt-4o-mini",
         name="Math tutor",
@@ -20,7 +21,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
             {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}},
             {"type": "file_search"},
         ],
-        tool_resources={"file_search": {"vector_store_ids": ["vs_123"]}},
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
         metadata={"team": "edu"},
         temperature=0.5,
         top_p=0.9,
@@ -30,7 +31,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
     assert created.object == "assistant"
     assert 1_600_000_000 < created.created_at < 10_000_000_000  # seconds, not milliseconds
     assert created.tools[0].type == "function" and created.tools[0].function.name == "add"
-    assert created.tool_resources.file_search.vector_store_ids == ["vs_123"]
+    assert created.tool_resources.file_search.vector_store_ids == [store.id]
     assert created.response_format.type == "json_object"
     validate_object("AssistantObject", wire(created))
 

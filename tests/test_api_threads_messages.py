@@ -11,6 +11,8 @@ from tests.harness.openapi_spec import validate_object, wire
 
 
 def test_thread_with_initial_messages(client: OpenAI) -> None:
+    doc = client.files.create(file=("notes.txt", b"Some notes."), purpose="assistants")
+    store = client.vector_stores.create(name="thread notes")
     thread = client.beta.threads.create(
         messages=[
             {"role": "user", "content": "Hello", "metadata": {"n": "1"}},
@@ -21,16 +23,18 @@ def test_thread_with_initial_messages(client: OpenAI) -> None:
                     {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
                     {"type": "image_file", "image_file": {"file_id": "file_abc"}},
                 ],
-                "attachments": [{"file_id": "file_doc", "tools": [{"type": "file_search"}]}],
+                "attachments": [{"file_id": doc.id, "tools": [{"type": "file_search"}]}],
             },
             {"role": "assistant", "content": "Hi there"},
         ],
-        tool_resources={"file_search": {"vector_store_ids": ["vs_1"]}},
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
         metadata={"user": "u1"},
     )
     assert thread.id.startswith("thread_") and thread.object == "thread"
     assert thread.metadata == {"user": "u1"}
-    assert thread.tool_resources.file_search.vector_store_ids == ["vs_1"]
+    # The file attached for file_search went into the thread's store.
+    assert thread.tool_resources.file_search.vector_store_ids == [store.id]
+    assert [f.id for f in client.vector_stores.files.list(store.id)] == [doc.id]
     validate_object("ThreadObject", wire(thread))
 
     messages = client.beta.threads.messages.list(thread.id, order="asc")
@@ -43,7 +47,7 @@ def test_thread_with_initial_messages(client: OpenAI) -> None:
     assert second.content[1].image_url.url == "https://example.com/cat.png"
     assert second.content[1].image_url.detail == "low"
     assert second.content[2].image_file.file_id == "file_abc"
-    assert second.attachments[0].file_id == "file_doc"
+    assert second.attachments[0].file_id == doc.id
     assert second.attachments[0].tools[0].type == "file_search"
     assert third.role == "assistant"
     for message in messages.data:
@@ -53,7 +57,7 @@ def test_thread_with_initial_messages(client: OpenAI) -> None:
     assert client.beta.threads.retrieve(thread.id) == thread
     updated = client.beta.threads.update(thread.id, metadata={"user": "u2"})
     assert updated.metadata == {"user": "u2"}
-    assert updated.tool_resources.file_search.vector_store_ids == ["vs_1"]
+    assert updated.tool_resources.file_search.vector_store_ids == [store.id]
 
     deleted = client.beta.threads.delete(thread.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (thread.id, "thread.deleted", True)

@@ -235,8 +235,9 @@ class Turn:
         usage = self._usage(reported, prompt_tokens)
         if self.calls:
             searches = {i: c for i, c in sorted(self.calls.items()) if c["kind"] == "file_search"}
-            self._run_searches(searches)
-            if len(searches) == len(self.calls):
+            if searches:
+                self._run_searches(searches)
+            if searches and len(searches) == len(self.calls):
                 return self._finish_search_round(usage)
             return self._finish_tool_calls(usage)
         if finish == "length":
