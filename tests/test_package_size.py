@@ -55,7 +55,13 @@ def _run_with_layers(function: str, script: str, env: dict[str, str] | None = No
         capture_output=True,
         text=True,
         timeout=180,
-        env={"PATH": os.environ.get("PATH", ""), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})},
+        # No .pyc written into the build: it is what `sam deploy` uploads, and what the size test measures.
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **(env or {}),
+        },
         cwd=BUILD_DIR,
     )
     assert result.returncode == 0, f"{function}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
