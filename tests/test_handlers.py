@@ -8,6 +8,7 @@ runs in a container.
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib.util
 import json
@@ -164,6 +165,12 @@ def test_sample_events_are_api_gateway_rest_proxy_events() -> None:
             assert event["type"] == "TOKEN" and event["authorizationToken"] == f"Bearer {SAMPLE_KEY}"
             assert event["methodArn"].startswith("arn:aws:execute-api:")
             continue
+        if name == "authorizer-upload":
+            assert event["type"] == "REQUEST" and event["headers"]["Authorization"] == f"Bearer {SAMPLE_KEY}"
+            assert int(event["headers"]["Content-Length"]) > 0
+            continue
+        if name in ("ingest", "expiry"):  # a Step Functions task's input, a scheduled event
+            continue
         assert event["requestContext"]["stage"] == "prod"
         assert event["requestContext"]["path"] == "/prod" + event["path"]
         assert event["requestContext"]["resourcePath"] == event["resource"]
@@ -175,7 +182,11 @@ def test_sample_events_are_api_gateway_rest_proxy_events() -> None:
         assert event["headers"]["OpenAI-Beta"] == "assistants=v2"
         assert event["requestContext"]["authorizer"]["tenantId"] == "tenant-sample"
         if event["httpMethod"] == "POST":
-            assert isinstance(json.loads(event["body"]), dict)
+            # With the API's binary media types (*/*), API Gateway passes every body base64-encoded.
+            assert event["isBase64Encoded"] is True
+            raw = base64.b64decode(event["body"])
+            if event["headers"].get("Content-Type", "application/json") == "application/json":
+                assert isinstance(json.loads(raw), dict)
 
 
 def test_every_event_route_is_a_route_of_the_template() -> None:
@@ -266,7 +277,7 @@ def test_tenants_are_isolated(dynamodb: Any) -> None:
 
 def test_invalid_body_is_a_400_not_a_422(dynamodb: Any) -> None:
     event = load_event("assistants-create")
-    event["body"] = json.dumps({"name": "no model"})
+    event["body"] = base64.b64encode(json.dumps({"name": "no model"}).encode()).decode()
     error = assert_openai_error(invoke("assistants", event), 400)
     assert error["param"] == "model"
     assert error["code"] == "missing_required_parameter"
@@ -358,3 +369,68 @@ def test_authorizer_rejects_a_revoked_key(dynamodb: Any) -> None:
     revoke_key(default_repository(), record.key_hash[:16])
     with pytest.raises(Exception, match="^Unauthorized$"):
         invoke("authorizer", _authorizer_event(f"Bearer {SAMPLE_KEY}"))
+
+
+# ------------------------------------------------------------------ files, vector stores, ingestion, expiry
+
+
+@pytest.fixture
+def storage(dynamodb: Any) -> Iterator[Any]:
+    """The files bucket and the vector bucket and index, in the same moto, as template.yaml names them."""
+    os.environ.update({"FILES_BUCKET": "files-sample", "VECTOR_BUCKET": "vectors-sample", "VECTOR_INDEX": "chunks"})
+    _clear_caches()
+    from assistants_core.blobs import default_blob_store
+
+    default_blob_store.cache_clear()
+    s3 = boto3.client("s3", region_name=cfn.REGION)
+    s3.create_bucket(Bucket="files-sample")
+    yield s3
+    default_blob_store.cache_clear()
+
+
+def test_file_upload_and_content_through_api_gateway_events(storage: Any) -> None:
+    created = invoke("files", load_event("files-create"))
+    assert created["statusCode"] == 200, created
+    file = body(created)
+    assert file["filename"] == "handbook.md" and file["purpose"] == "assistants" and file["bytes"] == 51
+    assert file["id"].startswith("file-")
+    content = invoke("files", load_event("files-content", **{"file-0SAMPLE0abcdefghijklmnop": file["id"]}))
+    assert content["statusCode"] == 200
+    # Bytes go back base64-encoded, which API Gateway decodes for a binary media type.
+    assert content["isBase64Encoded"] is True
+    assert base64.b64decode(content["body"]) == b"# Handbook\n\nEmployees get 25 days of leave a year.\n"
+    stored = storage.list_objects_v2(Bucket="files-sample")["Contents"]
+    assert [o["Key"] for o in stored] == [f"t/tenant-sample/files/{file['id']}"]
+
+
+def test_a_vector_store_through_an_api_gateway_event(storage: Any) -> None:
+    created = invoke("vector_stores", load_event("vector-stores-create"))
+    assert created["statusCode"] == 200, created
+    store = body(created)
+    assert store["name"] == "Handbook" and store["metadata"] == {"team": "hr"}
+    assert store["status"] == "completed" and store["file_counts"]["total"] == 0
+
+
+def test_upload_authorizer_denies_a_body_too_large_for_lambda(dynamodb: Any) -> None:
+    from assistants_core.api_keys import store_key
+    from assistants_core.repository import default_repository
+    from assistants_core.request_size import MAX_REQUEST_BYTES
+
+    store_key(default_repository(), SAMPLE_KEY, "tenant-sample", name="sample")
+    event = json.loads((EVENTS / "authorizer-upload.json").read_text())
+    allowed = invoke("authorizer", event)
+    assert allowed["context"] == {"tenantId": "tenant-sample"}
+    (statement,) = allowed["policyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Resource"]) == ("Allow", event["methodArn"])  # this request only
+    event["headers"]["Content-Length"] = str(MAX_REQUEST_BYTES + 1)
+    (statement,) = invoke("authorizer", event)["policyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"  # API Gateway's ACCESS_DENIED answers 413 (template.yaml)
+    event["headers"]["Authorization"] = "Bearer sk-unknown"
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke("authorizer", event)
+
+
+def test_ingest_and_expiry_handlers_take_their_events(storage: Any) -> None:
+    # The sample file is in no store: ingestion has nothing to do, and says so.
+    assert invoke("ingest", json.loads((EVENTS / "ingest.json").read_text()))["status"] == "skipped"
+    assert invoke("expiry", json.loads((EVENTS / "expiry.json").read_text())) == {"file": 0, "vector_store": 0}
