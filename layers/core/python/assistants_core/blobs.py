@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .config import boto_config, settings
@@ -65,7 +66,9 @@ class Piece:
 class BlobStore:
     def __init__(self, bucket: str | None = None, client: Any = None) -> None:
         self.bucket = bucket or settings().files_bucket
-        self.client = client or boto3.client("s3", config=boto_config())
+        # SigV4 also for presigned URLs: botocore would sign them with SigV2 in the older regions
+        # (us-east-1 among them), which S3 refuses for every bucket created after June 2020.
+        self.client = client or boto3.client("s3", config=boto_config().merge(Config(signature_version="s3v4")))
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, tagging: str | None = None) -> None:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data}
@@ -104,18 +107,28 @@ class BlobStore:
             )
         )
 
-    def join(self, parts: list[tuple[str, int]], dest: str, *, content_type: str | None = None) -> str:
+    def join(
+        self,
+        parts: list[tuple[str, int]],
+        dest: str,
+        *,
+        content_type: str | None = None,
+        expected_md5: str | None = None,
+    ) -> str:
         """Write the concatenation of ``parts`` ((key, size), in order) to ``dest``; returns its MD5.
 
         One part is copied. More are joined by an S3 multipart upload whose pieces are runs of
         consecutive parts of at least JOIN_PIECE_BYTES, read and written JOIN_WINDOW at a time
         in parallel, and hashed in order on the way (the Uploads API's optional ``md5``).
+        With ``expected_md5`` (lowercase hex), a concatenation of another MD5 is never written:
+        ``dest`` is left as it was (another completion of the same upload may have written it).
         """
         digest = hashlib.md5(usedforsecurity=False)
         if len(parts) == 1:
             data = self.get(parts[0][0])
             digest.update(data)
-            self.put(dest, data, content_type=content_type)
+            if expected_md5 is None or digest.hexdigest() == expected_md5:
+                self.put(dest, data, content_type=content_type)
             return digest.hexdigest()
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": dest}
         if content_type:
@@ -130,6 +143,9 @@ class BlobStore:
                         digest.update(data)
                     numbers = [piece.number for piece in window]
                     written += pool.map(lambda n, d: self._write_piece(dest, upload_id, n, d), numbers, datas)
+            if expected_md5 is not None and digest.hexdigest() != expected_md5:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=dest, UploadId=upload_id)
+                return digest.hexdigest()
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=dest, UploadId=upload_id, MultipartUpload={"Parts": written}
             )
