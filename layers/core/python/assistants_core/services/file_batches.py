@@ -7,7 +7,7 @@ cancelled, ``in_progress`` while a file is, else ``completed``.
 
 from __future__ import annotations
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import APIError, ConflictError, NotFoundError
 from ..ids import new_id, now
 from ..repository import BATCH_PREFIX, Repository, StoredDoc, vector_store_pk
 from ..types import ListPage
@@ -37,14 +37,19 @@ def create_batch(
     batch = FileBatch(id=new_id("vsfb"), created_at=now(), vector_store_id=vector_store_id, status="in_progress")
     pk = vector_store_pk(tenant, vector_store_id)
     repo.create(pk, _sk(batch.id), batch.model_dump(mode="json", exclude={"file_counts"}))
-    added = attach_files(
-        repo,
-        tenant,
-        vector_store_id,
-        params.entries(),
-        batch_id=batch.id,
-        param="file_ids[{index}]" if params.file_ids is not None else "files[{index}].file_id",
-    )
+    try:
+        added = attach_files(
+            repo,
+            tenant,
+            vector_store_id,
+            params.entries(),
+            batch_id=batch.id,
+            param="file_ids[{index}]" if params.file_ids is not None else "files[{index}].file_id",
+        )
+    except APIError:
+        # A file that does not exist (checked before any is added): the batch was never answered.
+        repo.delete(pk, _sk(batch.id))
+        raise
     if added:
         ingestion.start(tenant, vector_store_id, added, batch_id=batch.id)
     return get_batch(repo, tenant, vector_store_id, batch.id)

@@ -292,6 +292,10 @@ def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRe
         release_chunks(blobs, tenant, record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)))
         if remove:
             repo.delete(file_stores_pk(tenant, file_id), _membership_sk(vector_store_id))
+        elif stored.doc.get("usage_bytes"):
+            # Its usage is released with the store's below: removing the file later must not
+            # take it off the store a second time.
+            repo.mutate(pk, sk, lambda doc: {**doc, "usage_bytes": 0})
     if remove:
         repo.delete_partition(pk)
     else:

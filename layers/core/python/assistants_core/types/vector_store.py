@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from .common import Metadata, ObjectModel, RequestModel
 
@@ -223,6 +223,14 @@ class VectorStore(ObjectModel):
     expires_at: int | None = None
     last_active_at: int | None = None
     metadata: dict[str, str] = {}
+
+    @model_serializer(mode="wrap")
+    def _no_null_expiry(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A store that never expires has no ``expires_after``: the spec's is an object, never null."""
+        data: dict[str, Any] = handler(self)
+        if data.get("expires_after", ...) is None:
+            del data["expires_after"]
+        return data
 
 
 class StoreFileError(ObjectModel):
