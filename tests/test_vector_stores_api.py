@@ -743,6 +743,44 @@ def test_ingestion_that_keeps_crashing_ends_failed(client: OpenAI, stack_url: st
     assert settled_store(client, again.id).file_counts.completed == 1
 
 
+def test_a_file_whose_ingestion_is_lost_is_failed_by_the_sweep(
+    client: OpenAI, stack_url: str, aws: Callable[[str], Any]
+) -> None:
+    """Whatever becomes of its ingestion (here every attempt crashes, MarkFileFailed's too, and the
+    execution fails), a file leaves in_progress: the expiry sweep fails it past its deadline."""
+    from assistants_core.services.expiry import INGESTION_DEADLINE_SECONDS
+
+    file_id = upload(client, "lost.txt", "This file's ingestion is lost.\n")
+    store = client.vector_stores.create(name="lost")
+    inject_faults(stack_url, aws, 50)
+    try:
+        client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+        wait_until(lambda: all(e["status"] != "RUNNING" for e in ingest_executions(aws)), "the execution to end")
+        assert client.vector_stores.files.retrieve(file_id, vector_store_id=store.id).status == "in_progress"
+    finally:
+        inject_faults(stack_url, aws, 0)
+
+    def sweep(until: float) -> dict[str, int]:
+        result = aws("lambda").invoke(FunctionName="ExpiryFunction", Payload=json.dumps({"until": int(until)}))
+        assert "FunctionError" not in result, result["Payload"].read()
+        return dict(json.loads(result["Payload"].read()))
+
+    assert sweep(time.time())["ingestion"] == 0  # not due yet
+    assert sweep(time.time() + INGESTION_DEADLINE_SECONDS + 60)["ingestion"] >= 1
+    item = client.vector_stores.files.retrieve(file_id, vector_store_id=store.id)
+    validate_object("VectorStoreFileObject", wire(item))
+    assert item.status == "failed" and item.last_error.code == "server_error"
+    assert client.vector_stores.retrieve(store.id).file_counts.model_dump() == {
+        "in_progress": 0,
+        "completed": 0,
+        "failed": 1,
+        "cancelled": 0,
+        "total": 1,
+    }
+    # It left the index with in_progress: a later sweep does not touch it again.
+    assert sweep(time.time() + INGESTION_DEADLINE_SECONDS + 60)["ingestion"] == 0
+
+
 # ---------------------------------------------------------------- deletion
 
 

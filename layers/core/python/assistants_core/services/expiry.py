@@ -5,7 +5,9 @@ beside their object, ``expiry_kind`` and ``expires_at``, which put them in the t
 ``ExpiryIndex``. A scheduled function (``ExpiryFunction``) asks that index for what is due and
 releases it: an expired file is deleted everywhere; an expired store turns ``expired`` and its
 chunks and vectors are deleted. A store's expiry moves with its activity, so the sweep reads
-the store again and leaves it if it was used since.
+the store again and leaves it if it was used since. Store files are in the index too while they
+are in progress, with a deadline: one still in progress past it is failed, whatever became of
+its ingestion.
 
 Reads do not wait for the sweep: a store past its ``expires_at`` reads as ``expired`` at once,
 and searches and runs refuse it.
@@ -24,7 +26,12 @@ from ..repository import Repository
 logger = Logger()
 EXPIRY_KIND_FILE = "file"
 EXPIRY_KIND_VECTOR_STORE = "vector_store"
+EXPIRY_KIND_INGESTION = "ingestion"  # a store file's deadline to leave in_progress
 EXPIRY_ATTRIBUTES = ("expiry_kind", "expires_at")
+# The ingest state machine retries a file and then fails it, so a file normally leaves
+# in_progress within an hour of its turn; a large batch queues its files (five at a time).
+# Past this deadline the sweep fails it, so that no file stays in progress for ever.
+INGESTION_DEADLINE_SECONDS = 6 * 3600
 
 
 def expiry_attributes(kind: str, expires_at: int | None) -> dict[str, Any]:
@@ -38,7 +45,10 @@ def sweep(repo: Repository, blobs: BlobStore, until: int | None = None) -> dict[
     from .vector_stores import expire_vector_store
 
     moment = now() if until is None else until
-    released = {EXPIRY_KIND_FILE: 0, EXPIRY_KIND_VECTOR_STORE: 0}
+    released = {EXPIRY_KIND_FILE: 0, EXPIRY_KIND_VECTOR_STORE: 0, EXPIRY_KIND_INGESTION: 0}
+    for pk, sk in repo.due_to_expire(EXPIRY_KIND_INGESTION, moment):
+        if _fail_overdue_ingestion(repo, pk, sk):
+            released[EXPIRY_KIND_INGESTION] += 1
     for pk, sk in repo.due_to_expire(EXPIRY_KIND_VECTOR_STORE, moment):
         tenant, store_id = _tenant_of(pk), sk.split("#", 1)[1]
         if expire_vector_store(repo, blobs, tenant, store_id, moment):
@@ -52,6 +62,20 @@ def sweep(repo: Repository, blobs: BlobStore, until: int | None = None) -> dict[
             logger.exception("could not delete an expired file", extra={"file_id": file_id})
     logger.info("expiry sweep", extra={"until": moment, **released})
     return released
+
+
+def _fail_overdue_ingestion(repo: Repository, pk: str, sk: str) -> bool:
+    """A store file past its deadline and still in progress: its ingestion was lost."""
+    from ..types.vector_store import StoreFileError
+    from .vector_store_files import set_status
+
+    tenant, _, vector_store_id = pk[2:].rpartition("#VS#")  # T#<tenant>#VS#<vs_id>
+    file_id = sk.split("#", 1)[1]
+    error = StoreFileError(code="server_error", message="The file's processing did not finish; add it again.")
+    failed = set_status(repo, tenant, vector_store_id, file_id, "failed", last_error=error)
+    if failed is not None:
+        logger.warning("failed a file whose ingestion never finished", extra={"file_id": file_id})
+    return failed is not None
 
 
 def _tenant_of(pk: str) -> str:

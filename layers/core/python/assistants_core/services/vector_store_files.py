@@ -41,6 +41,7 @@ from ..types.vector_store import (
 )
 from ..vectors import chunk_key, index_named
 from ..vectors.layout import ATTRIBUTE_PREFIX
+from .expiry import EXPIRY_ATTRIBUTES, EXPIRY_KIND_INGESTION, INGESTION_DEADLINE_SECONDS, expiry_attributes
 from .files import require_files
 from .pagination import ListParams, to_list_page
 from .vector_stores import StoreRecord, counter, load_store, require_active, store_sk
@@ -89,7 +90,11 @@ def attach_files(
                 chunking_strategy=resolved_chunking(entry.chunking_strategy),
                 attributes=entry.attributes or {},
             )
-            extra: dict[str, Any] = {"batch_id": batch_id} if batch_id else {}
+            # In the expiry index until it leaves in_progress: the sweep fails a file that is still
+            # in progress at its deadline, whatever happened to its ingestion.
+            extra: dict[str, Any] = expiry_attributes(EXPIRY_KIND_INGESTION, created_at + INGESTION_DEADLINE_SECONDS)
+            if batch_id:
+                extra["batch_id"] = batch_id
             operations.append(
                 repo.op_put(
                     pk,
@@ -185,7 +190,13 @@ def set_status(
             "usage_bytes": item.usage_bytes - old_usage,
         }
         operations = [
-            repo.op_save(pk, store_file_sk(file_id), item.model_dump(mode="json"), expected_version=current.version),
+            repo.op_save(
+                pk,
+                store_file_sk(file_id),
+                item.model_dump(mode="json"),
+                expected_version=current.version,
+                remove=EXPIRY_ATTRIBUTES if status != "in_progress" else (),
+            ),
             repo.op_add(tenant_pk(tenant), store_sk(vector_store_id), moves),
         ]
         batch_id = current.attributes.get("batch_id")
