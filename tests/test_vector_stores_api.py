@@ -991,13 +991,6 @@ def test_bad_search_is_a_400(client: OpenAI, http: httpx.Client, body: dict, par
         assert error["param"].startswith(param), error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py _param_path: drops a body field named 'query' (it strips FastAPI's location "
-    "names everywhere, not only first) and keeps pydantic's union branch names ('constrained-str', "
-    "'CompoundFilter', 'str', the 'static' tag), and reports the deepest error of a union, which "
-    "for a comparison filter is the compound branch's",
-)
 @pytest.mark.parametrize(
     ("path", "body", "param"),
     [

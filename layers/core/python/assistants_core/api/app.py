@@ -79,16 +79,23 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 def _param_path(location: Any) -> str | None:
     """A validation error's location as OpenAI names a param (``tools[0].function.name``).
 
-    pydantic puts the name of the union branch it tried into the location, right after a list
-    index or a union-valued field; OpenAI's ``param`` has no such part, so it is dropped.
+    FastAPI starts the location with where the value came from (``body``, ``query``...): only
+    that first part is dropped, since a body may have a field named ``query``. pydantic puts the
+    name of the union branch it tried into the location, right after a list index or a
+    union-valued field, and names the branches of a plain union by type (``str``,
+    ``CompoundFilter``); OpenAI's ``param`` has no such part, so it is dropped.
     """
-    parts = [p for p in location if p not in ("body", "query", "path", "header")]
+    parts = list(location)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
     text = ""
     previous: Any = None
     for part in parts:
         is_branch = isinstance(part, str) and (
             "[" in part
             or "(" in part
+            or part in _TYPE_BRANCHES
+            or part[:1].isupper()  # a model's name: OpenAI's params are all lower case
             or (part in _UNION_BRANCHES and (isinstance(previous, int) or previous in _UNION_FIELDS))
         )
         if isinstance(part, int):
@@ -99,8 +106,14 @@ def _param_path(location: Any) -> str | None:
     return text or None
 
 
-_UNION_FIELDS = {"content", "response_format", "tool_choice", "tools"}
+_UNION_FIELDS = {"content", "response_format", "tool_choice", "tools", "chunking_strategy", "filters"}
+# How pydantic names the branches of a union of plain types (an attribute's value, a query).
+_TYPE_BRANCHES = {"str", "int", "float", "bool", "constrained-str", "constrained-int", "constrained-float"}
 _UNION_BRANCHES = {
+    "auto",
+    "static",
+    "comparison",
+    "compound",
     "str",
     "function",
     "file_search",

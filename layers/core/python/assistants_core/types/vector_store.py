@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
 from .common import Metadata, ObjectModel, RequestModel
 
@@ -111,12 +119,21 @@ class ComparisonFilter(RequestModel):
         return self
 
 
+def _filter_kind(value: Any) -> str:
+    """Which filter a value is, by its ``type``: its errors then come from that shape alone."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "compound" if kind in ("and", "or") else "comparison"
+
+
+Filter = Annotated[
+    Annotated[ComparisonFilter, Tag("comparison")] | Annotated["CompoundFilter", Tag("compound")],
+    Discriminator(_filter_kind),
+]
+
+
 class CompoundFilter(RequestModel):
     type: Literal["and", "or"]
-    filters: Annotated[list[ComparisonFilter | CompoundFilter], Field(min_length=1, max_length=32)]
-
-
-Filter = ComparisonFilter | CompoundFilter
+    filters: Annotated[list[Filter], Field(min_length=1, max_length=32)]
 
 
 # ---------------------------------------------------------------- request bodies
