@@ -113,8 +113,13 @@ def settings_for(repo: Repository, tenant: str, run: Run, thread_doc: dict[str, 
     )
 
 
-def tool_choice(choice: Any) -> Any:
-    """A run's ``tool_choice`` as the model's: naming file_search names its function."""
+def tool_choice(choice: Any, *, searched: bool = False) -> Any:
+    """A run's ``tool_choice`` as the model's: naming file_search names its function. Once the
+    run has searched, a choice that forced the search (``required``, or file_search by name) is
+    spent: the model may answer, rather than search again until the rounds run out."""
+    forces_search = choice == "required" or (isinstance(choice, dict) and choice.get("type") == "file_search")
+    if searched and forces_search:
+        return "auto"
     if isinstance(choice, dict) and choice.get("type") == "file_search":
         return {"type": "function", "function": {"name": FUNCTION_NAME}}
     return choice

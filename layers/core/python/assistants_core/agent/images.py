@@ -33,9 +33,28 @@ def _data_url(tenant: str, file_id: str) -> str | None:
     doc = default_repository().get_doc(tenant_pk(tenant), file_sk(file_id))
     if doc is None:
         return None
-    mime = mimetypes.guess_type(str(doc.get("filename", "")))[0]
-    if mime not in IMAGE_TYPES:
-        logger.warning("image_file is not an image", extra={"file_id": file_id, "filename": doc.get("filename")})
+    # "filename" would clash with the LogRecord attribute of that name (a KeyError that fails the run).
+    named = {"file_id": file_id, "file_name": doc.get("filename")}
+    guessed = mimetypes.guess_type(str(doc.get("filename", "")))[0]
+    if guessed is not None and guessed not in IMAGE_TYPES:
+        logger.warning("image_file is not an image", extra=named)
         return None
     data = default_blob_store().get(file_key(tenant, file_id))
+    mime = _image_type(data)  # the bytes decide: a name may lack an extension, or lie
+    if mime is None:
+        logger.warning("image_file is not an image", extra=named)
+        return None
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _image_type(data: bytes) -> str | None:
+    """The type of an image vision models take, from its first bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None

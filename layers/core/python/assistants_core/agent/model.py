@@ -150,7 +150,7 @@ def warm_up() -> None:
         try:
             importlib.import_module(name)
         except ImportError:  # a litellm upgrade moved it: only the first call gets slower
-            logger.debug("warm-up import skipped", extra={"module": name})
+            logger.debug("warm-up import skipped", extra={"python_module": name})  # "module" is a LogRecord field
 
 
 def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:

@@ -97,9 +97,12 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
         status = turn.execute(prefetch)
         rounds = 1
         while status == CONTINUE:  # the model searched: it answers (or searches again) next
-            turn = Turn(
-                repo, ref, started, events, search, carried=turn.carried, search_more=rounds < file_search.MAX_ROUNDS
-            )
+            if rounds > file_search.MAX_ROUNDS:  # told to answer (tool_choice "none"), it searched anyway
+                message = "The model kept searching the files instead of answering."
+                failed = fail(repo, ref, "server_error", message, events)
+                return failed.status if failed else "failed"
+            more = rounds < file_search.MAX_ROUNDS
+            turn = Turn(repo, ref, started, events, search, carried=turn.carried, search_more=more)
             status = turn.execute()
             rounds += 1
         return status
@@ -291,7 +294,9 @@ class Turn:
         choice = run.tool_choice
         if self.search is not None:
             tools.append(file_search.TOOL_DEFINITION)
-            choice = file_search.tool_choice(choice) if self.search_more else "none"
+            choice = file_search.tool_choice(choice, searched=self.searches_before > 0) if self.search_more else "none"
+        elif isinstance(choice, dict) and choice.get("type") == "file_search":
+            choice = "auto"  # nothing to search: the search tool is not offered, so it cannot be named
         return (
             ModelRequest(
                 model=run.model,

@@ -45,6 +45,7 @@ def update_assistant(
 ) -> Assistant:
     changes = params.changes()
     if "tool_resources" in changes:
+        get_assistant(repo, tenant, assistant_id)  # a 404 before any store is created for it
         changes["tool_resources"] = tool_resources.resolve(repo, ingestion, tenant, params.tool_resources)
     if changes.get("model", "") is None:
         del changes["model"]

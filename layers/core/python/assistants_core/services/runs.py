@@ -49,6 +49,7 @@ from .pagination import ListParams, to_list_page
 from .run_events import RunEventWriter
 from .thread_state import active_run, require_thread
 from .threads import create_thread, delete_thread
+from .tool_resources import check as check_tool_resources
 from .tool_resources import check_attachments, index_attachments
 
 logger = Logger()
@@ -117,9 +118,7 @@ def create_run(
         raise _run_too_large(None, params, [])
     ref = RunRef(tenant, thread_id, run.id)
     if params.additional_messages:
-        # Before the run exists: its first turn must find the thread's store with these files.
         check_attachments(repo, tenant, params.additional_messages, param="additional_messages")
-        index_attachments(repo, None, tenant, thread_id, params.additional_messages)
     extra = [build_message(thread_id, m) for m in params.additional_messages or []]
     pk = thread_pk(tenant, thread_id)
     first: list[tuple[str, dict[str, Any]]] = []
@@ -150,6 +149,10 @@ def create_run(
     except ItemTooLarge as error:
         raise _run_too_large(error.key, params, extra) from None
     try:
+        if params.additional_messages:
+            # Once the run holds the thread (a rejected run must not touch its store), and before
+            # the run starts: its first turn must find the thread's store with these files.
+            index_attachments(repo, None, tenant, thread_id, params.additional_messages)
         orchestrator.start(tenant, thread_id, run.id, event_seq=events.known_last_seq)
     except Exception:
         fail(repo, ref, "server_error", "The run could not be started.", events)
@@ -173,9 +176,13 @@ def create_thread_and_run(
 ) -> Run:
     get_assistant(repo, tenant, params.assistant_id)  # fail before creating the thread
     thread_params = params.thread or ThreadCreateParams()
+    resources_param = None
     if params.tool_resources is not None and thread_params.tool_resources is None:
         thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
-    thread = create_thread(repo, tenant, thread_params, param_prefix="thread.")
+        resources_param = "tool_resources"  # the top-level ones: errors name them as given
+    elif params.tool_resources is not None:
+        check_tool_resources(repo, tenant, params.tool_resources)  # never accepted unchecked
+    thread = create_thread(repo, tenant, thread_params, param_prefix="thread.", resources_param=resources_param)
     run_params = RunCreateParams.model_validate(
         {
             "assistant_id": params.assistant_id,

@@ -18,17 +18,19 @@ def create_thread(
     params: ThreadCreateParams,
     *,
     param_prefix: str = "",
+    resources_param: str | None = None,
     ingestion: IngestionStarter | None = None,
 ) -> Thread:
     """Create a thread and its initial messages in one transaction; ``param_prefix`` is where
-    the thread sits in the request body (``thread.`` in create-and-run), for error params.
+    the thread sits in the request body (``thread.`` in create-and-run), for error params, and
+    ``resources_param`` where its ``tool_resources`` came from if elsewhere.
     Files the messages attach for file_search then go into the thread's vector store."""
     check_attachments(repo, tenant, params.messages, param=f"{param_prefix}messages")
     thread = Thread(
         id=new_id("thread"),
         created_at=now(),
         tool_resources=tool_resources.resolve(
-            repo, ingestion, tenant, params.tool_resources, param=f"{param_prefix}tool_resources"
+            repo, ingestion, tenant, params.tool_resources, param=resources_param or f"{param_prefix}tool_resources"
         ),
         metadata=params.metadata or {},
     )
@@ -69,6 +71,7 @@ def update_thread(
 ) -> Thread:
     changes = params.changes()
     if "tool_resources" in changes:
+        get_thread(repo, tenant, thread_id)  # a 404 before any store is created for it
         changes["tool_resources"] = tool_resources.resolve(repo, ingestion, tenant, params.tool_resources)
     doc = repo.mutate(thread_pk(tenant, thread_id), THREAD_SK, lambda current: {**current, **changes})
     if doc is None:

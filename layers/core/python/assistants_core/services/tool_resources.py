@@ -34,21 +34,14 @@ def resolve(
     """``tool_resources`` as stored: checked, with any ``vector_stores`` created."""
     if resources is None:
         return None
+    check(repo, tenant, resources, param=param)
     stored: dict[str, Any] = {}
     if resources.code_interpreter is not None:
-        file_ids = resources.code_interpreter.file_ids
-        require_files(repo, tenant, file_ids, param + ".code_interpreter.file_ids[{index}]")
-        stored["code_interpreter"] = {"file_ids": file_ids}
+        stored["code_interpreter"] = {"file_ids": resources.code_interpreter.file_ids}
     if resources.file_search is not None:
         search = resources.file_search
         store_ids = list(search.vector_store_ids)
-        for index, store_id in enumerate(store_ids):
-            load_store(repo, tenant, store_id, param=f"{param}.file_search.vector_store_ids[{index}]")
-        for index, helper in enumerate(search.vector_stores or []):
-            if helper.file_ids:
-                require_files(
-                    repo, tenant, helper.file_ids, f"{param}.file_search.vector_stores[{index}].file_ids" + "[{index}]"
-                )
+        for helper in search.vector_stores or []:
             store, added = create_vector_store(
                 repo,
                 tenant,
@@ -60,6 +53,23 @@ def resolve(
             store_ids.append(store.id)
         stored["file_search"] = {"vector_store_ids": store_ids}
     return stored
+
+
+def check(repo: Repository, tenant: str, resources: ToolResources, *, param: str = "tool_resources") -> None:
+    """Every store and file ``resources`` names must exist and be the tenant's: a 404 naming
+    the first that is not. Nothing is created."""
+    if resources.code_interpreter is not None:
+        file_ids = resources.code_interpreter.file_ids
+        require_files(repo, tenant, file_ids, param + ".code_interpreter.file_ids[{index}]")
+    if resources.file_search is not None:
+        search = resources.file_search
+        for index, store_id in enumerate(search.vector_store_ids):
+            load_store(repo, tenant, store_id, param=f"{param}.file_search.vector_store_ids[{index}]")
+        for index, helper in enumerate(search.vector_stores or []):
+            if helper.file_ids:
+                require_files(
+                    repo, tenant, helper.file_ids, f"{param}.file_search.vector_stores[{index}].file_ids" + "[{index}]"
+                )
 
 
 def check_attachments(
