@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from ..config import boto_config, settings
 from .layout import TEXT_KEY, ChunkRecord, Hit, hit_from
@@ -61,10 +62,16 @@ class S3VectorsIndex:
             if text is None and enable:
                 if index.get("indexMode") != "ENHANCED":
                     self.client.update_index_mode(**self._names(), indexMode="ENHANCED")
-                self.client.update_metadata_configuration(
-                    **self._names(), add={"textSearchConfigurations": [{"metadataKey": TEXT_KEY}]}
-                )
-                logger.info("enabled full-text search", extra={"index": self.index})
+                try:
+                    self.client.update_metadata_configuration(
+                        **self._names(), add={"textSearchConfigurations": [{"metadataKey": TEXT_KEY}]}
+                    )
+                except ClientError as error:
+                    # Concurrent first writers (several ingestions at once): one of them won.
+                    if error.response.get("Error", {}).get("Code") != "ConflictException":
+                        raise
+                else:
+                    logger.info("enabled full-text search", extra={"index": self.index})
                 return False
             self._text_search = text is not None and text.get("status", "ACTIVE") == "ACTIVE"
             return self._text_search
