@@ -467,6 +467,31 @@ def test_batch_cancel(client: OpenAI, aws: Callable[[str], Any]) -> None:
     assert final.status == "cancelled" and final.file_counts == counts
     assert client.vector_stores.retrieve(store.id).file_counts.model_dump() == counts.model_dump()
 
+    # A new batch of all 20 starts the cancelled ones again (the completed ones stay as they are):
+    # they move from the old batch to the new one, and every file ends completed.
+    again = client.vector_stores.file_batches.create_and_poll(
+        vector_store_id=store.id, file_ids=ids, poll_interval_ms=100
+    )
+    assert again.status == "completed"
+    assert again.file_counts.model_dump() == {
+        "in_progress": 0,
+        "completed": counts.cancelled,
+        "failed": 0,
+        "cancelled": 0,
+        "total": counts.cancelled,
+    }
+    old = client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).file_counts
+    assert (old.total, old.cancelled, old.completed) == (counts.completed, 0, counts.completed)
+    assert client.vector_stores.retrieve(store.id).file_counts.model_dump() == {
+        "in_progress": 0,
+        "completed": 20,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 20,
+    }
+    for file_id, text in texts.items():
+        assert len(vector_keys(aws, f"{store.id}/{file_id}/")) == expected_chunks(text), file_id
+
 
 # ---------------------------------------------------------------- ingestion
 
@@ -741,6 +766,21 @@ def test_ingestion_that_keeps_crashing_ends_failed(client: OpenAI, stack_url: st
     # The faults are used up: the same file in another store completes.
     again = client.vector_stores.create(name="doomed again", file_ids=[file_id])
     assert settled_store(client, again.id).file_counts.completed == 1
+    # Adding the failed file again is how it is retried: it starts over and completes, and the
+    # store counts it once, as completed.
+    retried = client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+    assert retried.status == "in_progress" and retried.last_error is None
+    assert settled_file(client, store.id, file_id).status == "completed"
+    assert client.vector_stores.retrieve(store.id).file_counts.model_dump() == {
+        "in_progress": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 1,
+    }
+    assert len(vector_keys(aws, f"{store.id}/")) == 1
+    # A completed file added again is left as it is (no second ingestion).
+    assert client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id).status == "completed"
 
 
 def test_a_file_whose_ingestion_is_lost_is_failed_by_the_sweep(

@@ -48,6 +48,8 @@ from .vector_stores import StoreRecord, counter, load_store, require_active, sto
 
 # Files added per transaction: each needs two puts, and the store's counters take one more.
 _ATTACH_CHUNK = 45
+# What adding a file that is already in the store starts again.
+RESTARTABLE = frozenset({"failed", "cancelled"})
 
 
 def store_file_sk(file_id: str) -> str:
@@ -68,15 +70,23 @@ def attach_files(
     param: str = "file_ids[{index}]",
 ) -> list[str]:
     """Add files to a store as ``in_progress``; returns the ids of the files added, which the
-    caller hands to ingestion. A file already in the store is left as it is."""
+    caller hands to ingestion. A file already in the store is left as it is, unless it failed or
+    was cancelled: adding it again starts it again (how a failed file is retried)."""
     record = load_store(repo, tenant, vector_store_id)
     require_active(record)
     ids = list(dict.fromkeys(entry.file_id for entry in entries))
     files = require_files(repo, tenant, ids, param)
     pk = vector_store_pk(tenant, vector_store_id)
     present = repo.get_many([(pk, store_file_sk(file_id)) for file_id in ids])
-    wanted = [e for e in {e.file_id: e for e in entries}.values() if (pk, store_file_sk(e.file_id)) not in present]
+    unique = {e.file_id: e for e in entries}.values()
+    wanted = [e for e in unique if (pk, store_file_sk(e.file_id)) not in present]
     added: list[str] = []
+    for entry in unique:
+        stored = present.get((pk, store_file_sk(entry.file_id)))
+        if stored is None or stored.doc.get("status") not in RESTARTABLE:
+            continue
+        if _restart(repo, tenant, record, entry, stored, batch_id):
+            added.append(entry.file_id)
     for start in range(0, len(wanted), _ATTACH_CHUNK):
         chunk = wanted[start : start + _ATTACH_CHUNK]
         created_at = now()
@@ -124,6 +134,71 @@ def attach_files(
             continue
         added += [entry.file_id for entry in chunk]
     return added
+
+
+def _restart(
+    repo: Repository,
+    tenant: str,
+    record: StoreRecord,
+    entry: VectorStoreFileCreateParams,
+    stored: StoredDoc,
+    batch_id: str | None,
+) -> bool:
+    """A failed or cancelled store file back to ``in_progress``, with the settings it is added
+    with now, its old chunks released first; the counters of the store and of its old and new
+    batch move in the same transaction. False if it changed meanwhile (someone else restarted it)."""
+    vector_store_id = record.store.id
+    pk = vector_store_pk(tenant, vector_store_id)
+    # The vectors of its last attempt (its parsed text is overwritten when it completes again).
+    release_vectors(record, vector_store_id, entry.file_id, int(stored.attributes.get("chunk_count", 0)))
+    old = VectorStoreFile.model_validate(stored.doc)
+    moment = now()
+    item = old.model_copy(
+        update={
+            "status": "in_progress",
+            "last_error": None,
+            "usage_bytes": 0,
+            "created_at": moment,
+            "chunking_strategy": resolved_chunking(entry.chunking_strategy),
+            "attributes": entry.attributes or {},
+        }
+    )
+    attributes: dict[str, Any] = {
+        "chunk_count": 0,
+        **expiry_attributes(EXPIRY_KIND_INGESTION, moment + INGESTION_DEADLINE_SECONDS),
+    }
+    remove: list[str] = []
+    if batch_id:
+        attributes["batch_id"] = batch_id
+    elif stored.attributes.get("batch_id"):
+        remove.append("batch_id")
+    operations = [
+        repo.op_save(
+            pk,
+            store_file_sk(entry.file_id),
+            item.model_dump(mode="json"),
+            expected_version=stored.version,
+            remove=remove,
+            **attributes,
+        ),
+        repo.op_add(
+            tenant_pk(tenant),
+            store_sk(vector_store_id),
+            {counter(old.status): -1, counter("in_progress"): 1, "usage_bytes": -old.usage_bytes},
+        ),
+    ]
+    old_batch = stored.attributes.get("batch_id")
+    if old_batch:
+        operations.append(
+            repo.op_add(pk, BATCH_PREFIX + str(old_batch), {counter(old.status): -1, counter("total"): -1})
+        )
+    if batch_id:
+        operations.append(repo.op_add(pk, BATCH_PREFIX + batch_id, {counter("in_progress"): 1, counter("total"): 1}))
+    try:
+        repo.transact(operations)
+    except TransactionConflict:
+        return False
+    return True
 
 
 def load_store_file(repo: Repository, tenant: str, vector_store_id: str, file_id: str) -> StoredDoc:
@@ -244,13 +319,17 @@ def write_chunk_attributes(
         )
 
 
+def release_vectors(record: StoreRecord, vector_store_id: str, file_id: str, chunk_count: int) -> None:
+    keys = [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
+    if keys:
+        index_named(record.index).delete(keys)
+
+
 def release_chunks(
     blobs: BlobStore, tenant: str, record: StoreRecord, vector_store_id: str, file_id: str, chunk_count: int
 ) -> None:
     """Delete a store file's vectors and its parsed text (idempotent)."""
-    keys = [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
-    if keys:
-        index_named(record.index).delete(keys)
+    release_vectors(record, vector_store_id, file_id, chunk_count)
     blobs.delete([store_text_key(tenant, vector_store_id, file_id)])
 
 
