@@ -310,3 +310,25 @@ def test_conversation_counting_still_works() -> None:
     messages = [{"role": "user", "content": "hello world"}, {"role": "assistant", "content": None}]
     assert conversation.count_tokens("gpt-4o", messages) == 3 + 3 + 2 + 3
     conversation.warm_up()
+
+
+def test_chunks_over_the_byte_budget_are_cut_on_character_boundaries() -> None:
+    from assistants_core.ingest.chunking import within_bytes
+
+    # A token can stand for a long run of one character: 800 tokens of dashes are ~48 KB of text,
+    # more than a vector's metadata may hold.
+    dashes = ("-" * 120 + "\n") * 3000
+    chunks = chunk_text(dashes)
+    assert max(len(c.text.encode()) for c in chunks) > 40_000
+    fitted = within_bytes(chunks, 32_000)
+    assert all(len(c.text.encode()) <= 32_000 for c in fitted)
+    assert [c.index for c in fitted] == list(range(len(fitted)))
+    assert len(fitted) > len(chunks)
+    # Every byte of each oversized chunk is kept, in order, and a multi-byte character is never cut.
+    accents = "é" * 40_000
+    pieces = within_bytes(chunk_text(accents, 4096, 0), 10_001)
+    assert "".join(p.text for p in pieces) == "".join(c.text for c in chunk_text(accents, 4096, 0))
+    assert all("\ufffd" not in p.text and len(p.text.encode()) <= 10_001 for p in pieces)
+    # Chunks that fit are untouched.
+    small = chunk_text("word " * 2000)
+    assert within_bytes(small, 32_000) == small

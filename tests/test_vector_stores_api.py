@@ -543,6 +543,19 @@ def test_every_supported_type_is_ingested_and_searchable(client: OpenAI, http: h
         assert query.split()[0] in top["content"][0]["text"]
 
 
+def test_text_denser_than_its_tokens_is_chunked_to_fit_the_index(client: OpenAI, aws: Callable[[str], Any]) -> None:
+    """800 tokens of dashes are ~48 KB of text, over S3 Vectors' 40 KB of metadata a vector: the
+    chunks are cut to fit, and the file completes instead of failing on every retry."""
+    text = "# Rules\n" + ("-" * 120 + "\n") * 3000 + "The ruler is called Pemberton.\n"
+    file_id = upload(client, "rules.md", text)
+    store = client.vector_stores.create(name="dense")
+    item = client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=file_id, poll_interval_ms=100)
+    assert item.status == "completed", item.last_error
+    assert len(vector_keys(aws, f"{store.id}/{file_id}/")) > len(chunk_text(text))
+    hits = client.vector_stores.search(store.id, query="Pemberton ruler").data
+    assert hits and hits[0].file_id == file_id and "Pemberton" in hits[0].content[0].text
+
+
 def test_static_chunking_gives_several_chunks(client: OpenAI, aws: Callable[[str], Any]) -> None:
     text = long_text(600, "chunky")
     file_id = upload(client, "long.txt", text)

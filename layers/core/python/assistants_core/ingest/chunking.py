@@ -95,3 +95,27 @@ def chunk_text(text: str, max_tokens: int = AUTO_MAX_TOKENS, overlap_tokens: int
             return chunks
         # Never skip text: if trimming pulled the end back past the next start, start there.
         start = max(start + 1, min(start + step, end))
+
+
+def within_bytes(chunks: list[Chunk], max_bytes: int) -> list[Chunk]:
+    """The chunks with any whose text is over ``max_bytes`` of UTF-8 cut into pieces that fit,
+    on character boundaries, renumbered. A token can be up to 128 bytes (a run of '=' or of
+    spaces), so a window of tokens can hold far more text than its count suggests, and a
+    chunk's text must fit the index's metadata."""
+    encoding = tokens.encoding(CHUNK_ENCODING)
+    fitted: list[Chunk] = []
+    for chunk in chunks:
+        data = chunk.text.encode()
+        if len(data) <= max_bytes:
+            fitted.append(Chunk(text=chunk.text, index=len(fitted), tokens=chunk.tokens))
+            continue
+        start = 0
+        while start < len(data):
+            end = min(start + max_bytes, len(data))
+            while end < len(data) and 0x80 <= data[end] <= 0xBF:  # not inside a UTF-8 sequence
+                end -= 1
+            piece = data[start:end].decode()
+            if piece.strip():
+                fitted.append(Chunk(text=piece, index=len(fitted), tokens=len(encoding.encode_ordinary(piece))))
+            start = end
+    return fitted

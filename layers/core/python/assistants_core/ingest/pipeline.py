@@ -36,7 +36,8 @@ from ..services.vector_stores import StoreRecord, load_store
 from ..types.file import FileObject
 from ..types.vector_store import StoreFileError, VectorStoreFile
 from ..vectors import ChunkRecord, index_named
-from .chunking import chunk_text
+from ..vectors.layout import MAX_TEXT_BYTES
+from .chunking import chunk_text, within_bytes
 from .extract import ExtractionError, extract_text
 
 logger = Logger()
@@ -62,10 +63,13 @@ def ingest_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
     except ExtractionError as error:
         return _failed(repo, tenant, vector_store_id, file_id, error.code, error.message)
     static = (item.chunking_strategy or {}).get("static") or {}
-    chunks = chunk_text(
-        text,
-        max_tokens=int(static.get("max_chunk_size_tokens", 800)),
-        overlap_tokens=int(static.get("chunk_overlap_tokens", 400)),
+    chunks = within_bytes(
+        chunk_text(
+            text,
+            max_tokens=int(static.get("max_chunk_size_tokens", 800)),
+            overlap_tokens=int(static.get("chunk_overlap_tokens", 400)),
+        ),
+        MAX_TEXT_BYTES,
     )
     if not chunks:
         return _failed(repo, tenant, vector_store_id, file_id, "invalid_file", "The file contains no text.")

@@ -28,6 +28,9 @@ from typing import Any
 from ..types.vector_store import AttributeValue, ComparisonFilter, CompoundFilter, Filter
 
 TEXT_KEY = "text"
+# S3 Vectors takes at most 40 KB of metadata a vector: the chunk's text gets this much of it,
+# the file name (up to 512 characters), the ids and the attributes (1,536 bytes) the rest.
+MAX_TEXT_BYTES = 32_000
 FILE_NAME_KEY = "file_name"
 NON_FILTERABLE_KEYS = (TEXT_KEY, FILE_NAME_KEY)
 ATTRIBUTE_PREFIX = "attr_"
