@@ -40,7 +40,7 @@ import boto3  # noqa: E402
 
 from assistants_core.embeddings import embedder_for  # noqa: E402
 from assistants_core.ingest.chunking import Chunk, chunk_text  # noqa: E402
-from assistants_core.vectors import ChunkRecord, QueryMode, S3VectorsIndex, scoped_filter  # noqa: E402
+from assistants_core.vectors import ChunkRecord, QueryMode, S3VectorsIndex, Scope  # noqa: E402
 from assistants_core.vectors.layout import NON_FILTERABLE_KEYS  # noqa: E402
 from local.emulator.server import SerializedMotoServer  # noqa: E402
 
@@ -154,7 +154,7 @@ def quality(
         ChunkRecord("bench", "vs_eval", document.id, chunk.index, document.filename, chunk.text, vector)
         for (document, chunk), vector in zip(chunks, vectors, strict=True)
     )
-    scope = scoped_filter("bench", ["vs_eval"])
+    scope = Scope("bench", ("vs_eval",))
     scores: dict[str, dict[str, list[float]]] = {mode: {"hit": [], "rr": []} for mode in MODES}
     by_kind: dict[str, dict[str, list[float]]] = {}
     for question in questions:
@@ -278,7 +278,7 @@ def latency(emulator: Emulator, documents: list[Document], questions: list[Quest
     index.put(records)
     load_seconds = time.perf_counter() - started
     target_store = records[0].vector_store_id
-    scope = scoped_filter(records[0].tenant, [target_store])
+    scope = Scope(records[0].tenant, (target_store,))
     asked = [questions[i % len(questions)] for i in range(LATENCY_QUERIES)]
     vectors = [embedder.embed_query(q.text) for q in asked]
     result: dict[str, Any] = {"chunks": len(records), "stores": copy, "load_seconds": load_seconds}

@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from assistants_core.config import boto_config
 from assistants_core.ids import new_id
 from assistants_core.types.vector_store import MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, Filter, VectorStoreSearchParams
-from assistants_core.vectors import ChunkRecord, Hit, S3VectorsIndex, attribute_filter, chunk_key, scoped_filter
+from assistants_core.vectors import ChunkRecord, Hit, S3VectorsIndex, Scope, attribute_filter, chunk_key, scoped_filter
 from assistants_core.vectors.layout import ATTRIBUTE_PREFIX, NON_FILTERABLE_KEYS, TEXT_KEY
 from assistants_core.vectors.s3vectors import GET_BATCH, MAX_TOP_K, PUT_BATCH
 from local.emulator import s3vectors_store
@@ -385,7 +385,7 @@ def test_every_chunk_carries_the_documented_metadata(client: Any) -> None:
         refused = error_code(client.query_vectors, **names(index), topK=5, queryVector=vector, filter={key: value})
         assert refused == "ValidationException", key
 
-    hits = index.query(scoped_filter(TENANT, [STORE]), vector=record.vector, text=None, top_k=5, mode="vector")
+    hits = index.query(Scope(TENANT, (STORE,)), vector=record.vector, text=None, top_k=5, mode="vector")
     assert len(hits) == 1
     assert hits[0] == Hit(
         key="vs_store/file-abc/7",
@@ -478,7 +478,7 @@ def test_tenants_never_see_each_others_chunks(client: Any, mode: Any) -> None:
     index.put([a1, b1, a2])
 
     def found(tenant: str, stores: list[str], condition: dict[str, Any] | None = None) -> set[str]:
-        scope = scoped_filter(tenant, stores, parse_filter(condition) if condition else None)
+        scope = Scope(tenant, tuple(stores), parse_filter(condition) if condition else None)
         hits = index.query(scope, vector=[float(x) for x in vector], text="kiwi", top_k=10, mode=mode)
         return {hit.key for hit in hits}
 
@@ -616,7 +616,7 @@ def test_attribute_filters_match_as_evaluated_by_hand(
     attributed: S3VectorsIndex, condition: dict[str, Any], expected: set[int]
 ) -> None:
     assert {i for i, attributes in enumerate(ATTRIBUTES) if by_hand(attributes, condition)} == expected
-    scope = scoped_filter(TENANT, [STORE], parse_filter(condition))
+    scope = Scope(TENANT, (STORE,), parse_filter(condition))
     hits = attributed.query(scope, vector=[1.0] * DIM, text=None, top_k=50, mode="vector")
     assert sorted(hit.chunk for hit in hits) == sorted(expected)
     assert all(hit.vector_store_id == STORE and hit.attributes == ATTRIBUTES[hit.chunk] for hit in hits)
@@ -678,7 +678,7 @@ def test_vector_mode_scores_are_cosine_similarities_best_first(
     order = np.argsort(-similarity, kind="stable")
 
     calls.calls.clear()
-    hits = index.query(scoped_filter(TENANT, [STORE]), vector=query.tolist(), text="banana", top_k=10, mode="vector")
+    hits = index.query(Scope(TENANT, (STORE,)), vector=query.tolist(), text="banana", top_k=10, mode="vector")
     assert calls.ops() == ["QueryVectors"]  # vector mode never asks about text search
     sent = calls.params("QueryVectors")[0]
     assert "queryTexts" not in sent and sent["topK"] == 10 and sent["queryVector"] == {"float32": query.tolist()}
@@ -700,7 +700,7 @@ def test_keyword_mode_ranks_by_bm25_relative_to_the_best(
     assert order[0] == "3" and len(order) == 5  # the rare word's chunk first; only matches
 
     calls.calls.clear()
-    hits = index.query(scoped_filter(TENANT, [STORE]), vector=None, text="Banana ZEPHYR", top_k=10, mode="keyword")
+    hits = index.query(Scope(TENANT, (STORE,)), vector=None, text="Banana ZEPHYR", top_k=10, mode="keyword")
     sent = calls.params("QueryVectors")[0]
     assert "queryVector" not in sent and sent["queryTexts"] == [{"text": "Banana ZEPHYR", "metadataKey": "text"}]
     assert [str(hit.chunk) for hit in hits] == order
@@ -723,9 +723,7 @@ def test_hybrid_mode_scores_are_the_fused_score_over_its_best(
     fused = {i: 1 / (60 + vector_rank[i]) + (1 / (60 + text_rank[i]) if i in text_rank else 0) for i in vector_rank}
 
     calls.calls.clear()
-    hits = index.query(
-        scoped_filter(TENANT, [STORE]), vector=query.tolist(), text="banana zephyr", top_k=20, mode="hybrid"
-    )
+    hits = index.query(Scope(TENANT, (STORE,)), vector=query.tolist(), text="banana zephyr", top_k=20, mode="hybrid")
     sent = calls.params("QueryVectors")[0]
     assert sent["queryVector"] == {"float32": query.tolist()}
     assert sent["queryTexts"] == [{"text": "banana zephyr", "metadataKey": "text"}]
@@ -749,13 +747,13 @@ def test_without_text_search_yet_queries_rank_by_vectors_alone(
     order = np.argsort(-similarity, kind="stable")[:5]
 
     calls.calls.clear()
-    hits = index.query(scoped_filter(TENANT, [STORE]), vector=query.tolist(), text="zephyr", top_k=5, mode=mode)
+    hits = index.query(Scope(TENANT, (STORE,)), vector=query.tolist(), text="zephyr", top_k=5, mode=mode)
     assert calls.ops() == ["GetIndex", "QueryVectors"]
     assert "queryTexts" not in calls.params("QueryVectors")[0]  # a CLASSIC index would refuse them
     assert [hit.chunk for hit in hits] == order.tolist()
     assert [hit.score for hit in hits] == pytest.approx(np.clip(similarity[order], 0, 1).tolist(), abs=1e-6)
     with pytest.raises(ValueError, match="needs a query vector"):
-        index.query(scoped_filter(TENANT, [STORE]), vector=None, text="zephyr", top_k=5, mode=mode)
+        index.query(Scope(TENANT, (STORE,)), vector=None, text="zephyr", top_k=5, mode=mode)
 
 
 def test_top_k_above_the_page_size_is_capped(client: Any, calls: Recorder) -> None:
@@ -767,9 +765,15 @@ def test_top_k_above_the_page_size_is_capped(client: Any, calls: Recorder) -> No
     order = np.argsort(-cosine_similarity(data, query), kind="stable")
 
     calls.calls.clear()
-    hits = index.query(scoped_filter(TENANT, [STORE]), vector=query.tolist(), text=None, top_k=250, mode="vector")
+    hits = index.query(Scope(TENANT, (STORE,)), vector=query.tolist(), text=None, top_k=250, mode="vector")
     assert [p["topK"] for p in calls.params("QueryVectors")] == [100]
     assert [hit.chunk for hit in hits] == order[:100].tolist()
-    hits = index.query(scoped_filter(TENANT, [STORE]), vector=query.tolist(), text=None, top_k=100, mode="vector")
+    hits = index.query(Scope(TENANT, (STORE,)), vector=query.tolist(), text=None, top_k=100, mode="vector")
     assert [hit.chunk for hit in hits] == order[:100].tolist()
     assert [p["topK"] for p in calls.params("QueryVectors")] == [100, 100]
+
+
+def test_a_query_takes_a_scope_never_a_filter_of_its_own(client: Any) -> None:
+    index = new_index(client)
+    with pytest.raises(TypeError, match="Scope"):
+        index.query({"tenant": {"$eq": TENANT}}, vector=[1.0] * DIM, text=None, top_k=5, mode="vector")  # type: ignore[arg-type]

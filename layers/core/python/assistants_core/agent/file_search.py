@@ -23,6 +23,7 @@ from ..repository import ASSISTANT_PREFIX, Repository, tenant_pk
 from ..services.search import search
 from ..services.vector_stores import StoreRecord, load_store
 from ..types import Run
+from ..types.vector_store import MAX_QUERY_CHARACTERS
 
 logger = Logger()
 FUNCTION_NAME = "file_search"
@@ -126,7 +127,12 @@ def tool_choice(choice: Any, *, searched: bool = False) -> Any:
 
 
 def queries_of(arguments: str) -> list[str]:
-    """The model's queries, however it wrote them (a list, one string, or bare text)."""
+    """The model's queries, however it wrote them (a list, one string, or bare text), at most
+    five, each cut to what an embedding model takes."""
+    return [query[:MAX_QUERY_CHARACTERS] for query in _queries(arguments)]
+
+
+def _queries(arguments: str) -> list[str]:
     try:
         parsed = json.loads(arguments or "{}")
     except ValueError:

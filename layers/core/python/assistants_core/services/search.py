@@ -4,7 +4,7 @@ tool of a run share.
 Each store's chunks live in the index of the model they were embedded with, so stores are
 grouped by index; each query is embedded with that model and sent with its text (hybrid
 ranking: vectors and BM25, fused by reciprocal rank), scoped to the tenant and the stores by
-:func:`assistants_core.vectors.scoped_filter`. Results of several queries and indexes are
+a :class:`assistants_core.vectors.Scope`. Results of several queries and indexes are
 merged by rank. A result's score (0 to 1, what ``score_threshold`` applies to) is its fused
 score as a share of the best possible one (first by both vectors and keywords) in hybrid
 ranking, and its cosine similarity to the query with ranker ``none`` (vectors alone).
@@ -16,10 +16,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+from botocore.exceptions import ClientError
+
 from ..embeddings import embedder_for
+from ..errors import InvalidRequestError
 from ..repository import Repository
 from ..types.vector_store import Filter
-from ..vectors import Hit, QueryMode, index_named, scoped_filter
+from ..vectors import Hit, QueryMode, S3VectorsIndex, Scope, index_named
 from .vector_stores import StoreRecord, load_store, require_active, touch
 
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
@@ -116,6 +119,20 @@ class SearchOutcome:
     stores: list[StoreRecord]
 
 
+def _query(
+    index: S3VectorsIndex, scope: Scope, vector: list[float] | None, text: str, top_k: int, mode: QueryMode
+) -> list[Hit]:
+    """One query; S3 Vectors refusing it (a ValidationException: the request, not the service)
+    is the client's 400, not a 500 the SDK would retry."""
+    try:
+        return index.query(scope, vector=vector, text=text, top_k=top_k, mode=mode)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        message = error.response.get("Error", {}).get("Message", "")
+        raise InvalidRequestError(f"The search could not run: {message}", code="invalid_value") from error
+
+
 def resolve_stores(repo: Repository, tenant: str, vector_store_ids: list[str], param: str) -> list[StoreRecord]:
     """The stores to search; a 404 for one that does not exist, a 400 for one that expired."""
     records = []
@@ -148,10 +165,10 @@ def search(
     for (index_name, model, dimensions), store_ids in groups.items():
         embedder = embedder_for(model, dimensions)
         index = index_named(index_name)
-        scope = scoped_filter(tenant, store_ids, condition)
+        scope = Scope(tenant, tuple(store_ids), condition)
         for query in queries:
             vector = embedder.embed_query(query) if mode != "keyword" else None
-            for hit in index.query(scope, vector=vector, text=query, top_k=max_results, mode=mode):
+            for hit in _query(index, scope, vector, query, max_results, mode):
                 key = (index_name, hit.key)
                 if key not in best or hit.rank > best[key].rank:
                     best[key] = hit

@@ -28,6 +28,11 @@ MAX_ATTRIBUTE_VALUE = 512
 # Attributes travel with every chunk as filterable metadata, of which S3 Vectors allows 2 KB a
 # vector; the tenant, store and file ids take the rest.
 MAX_ATTRIBUTES_BYTES = 1536
+# S3 Vectors evaluates at most 100 filter conditions a query; the tenant and store scope takes
+# three (an and of two).
+MAX_FILTER_CONDITIONS = 64
+# A query is embedded as it is: every embedding model takes this much (Titan v2 takes 50,000).
+MAX_QUERY_CHARACTERS = 4096
 
 AttributeValue = str | float | bool
 
@@ -203,14 +208,30 @@ class SearchRankingOptions(RequestModel):
     score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
+def filter_conditions(condition: Filter) -> int:
+    """How many conditions a filter holds: its comparisons and the compounds that join them."""
+    if isinstance(condition, CompoundFilter):
+        return 1 + sum(filter_conditions(part) for part in condition.filters)
+    return 1
+
+
+def _check_filter_size(condition: Filter | None) -> Filter | None:
+    if condition is not None and filter_conditions(condition) > MAX_FILTER_CONDITIONS:
+        raise ValueError(
+            f"a filter may hold at most {MAX_FILTER_CONDITIONS} conditions (comparisons and the and/or that "
+            f"join them), this one holds {filter_conditions(condition)}"
+        )
+    return condition
+
+
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARACTERS)]
+
+
 class VectorStoreSearchParams(RequestModel):
-    query: (
-        Annotated[str, Field(min_length=1)]
-        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=10)]
-    )
+    query: Query | Annotated[list[Query], Field(min_length=1, max_length=10)]
     rewrite_query: bool = False
     max_num_results: Annotated[int, Field(ge=1, le=50)] = 10
-    filters: Filter | None = None
+    filters: Annotated[Filter | None, AfterValidator(_check_filter_size)] = None
     ranking_options: SearchRankingOptions | None = None
 
     def queries(self) -> list[str]:

@@ -5,7 +5,8 @@ A bucket holds at most 10,000 indexes and a deployment may serve many tenants wi
 so stores do not get indexes of their own: every store whose chunks were embedded with the same
 model shares that model's index, and each vector carries its tenant, store and file as
 filterable metadata. :func:`scoped_filter` is the one place a query's filter is built, and it
-always pins the tenant and the stores: no query can reach another tenant's chunks.
+always pins the tenant and the stores; a query takes a :class:`Scope`, which builds it, never a
+filter of its own: no query can reach another tenant's chunks.
 
 ==================  ==========================================================  ==============
 metadata key        value                                                       filterable
@@ -108,6 +109,20 @@ def attribute_filter(condition: Filter) -> dict[str, Any]:
         return {f"${condition.type}": [attribute_filter(part) for part in condition.filters]}
     assert isinstance(condition, ComparisonFilter)
     return {ATTRIBUTE_PREFIX + condition.key: {_OPERATORS[condition.type]: condition.value}}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a query may see: one tenant's chunks in some of its stores, optionally narrowed by
+    the stores' attribute filter. :meth:`S3VectorsIndex.query` takes nothing else, so no query
+    can be sent without the tenant and the stores pinned."""
+
+    tenant: str
+    vector_store_ids: tuple[str, ...]
+    condition: Filter | None = None
+
+    def filter(self) -> dict[str, Any]:
+        return scoped_filter(self.tenant, list(self.vector_store_ids), self.condition)
 
 
 def scoped_filter(tenant: str, vector_store_ids: list[str], condition: Filter | None = None) -> dict[str, Any]:

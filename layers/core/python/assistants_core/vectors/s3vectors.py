@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from ..config import boto_config, settings
-from .layout import TEXT_KEY, ChunkRecord, Hit, hit_from
+from .layout import TEXT_KEY, ChunkRecord, Hit, Scope, hit_from
 
 logger = Logger()
 PUT_BATCH = 500  # PutVectors and DeleteVectors take at most 500 vectors
@@ -107,19 +107,21 @@ class S3VectorsIndex:
 
     def query(
         self,
-        scope: dict[str, Any],
+        scope: Scope,
         *,
         vector: list[float] | None,
         text: str | None,
         top_k: int,
         mode: QueryMode = "hybrid",
     ) -> list[Hit]:
-        """The ``top_k`` best chunks within ``scope`` (from :func:`layout.scoped_filter`, the only
-        filter a query may have), best first."""
+        """The ``top_k`` best chunks within ``scope`` (a tenant's stores, the only filter a query
+        may have), best first."""
+        if not isinstance(scope, Scope):
+            raise TypeError("a query is scoped by a layout.Scope, not a filter of its own")
         kwargs: dict[str, Any] = {
             **self._names(),
             "topK": min(top_k, MAX_TOP_K),
-            "filter": scope,
+            "filter": scope.filter(),
             "returnMetadata": True,
             "returnDistance": True,
             "returnScores": True,
