@@ -15,6 +15,8 @@ from ..services.files import file_sk
 logger = Logger()
 # What vision models accept; another file is not sent as an image.
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+# Larger images are refused by the providers (OpenAI and Anthropic take up to about 20 MB).
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 def image_loader(tenant: str) -> Callable[[str], str | None]:
@@ -38,6 +40,9 @@ def _data_url(tenant: str, file_id: str) -> str | None:
     guessed = mimetypes.guess_type(str(doc.get("filename", "")))[0]
     if guessed is not None and guessed not in IMAGE_TYPES:
         logger.warning("image_file is not an image", extra=named)
+        return None
+    if int(doc.get("bytes", 0)) > MAX_IMAGE_BYTES:
+        logger.warning("image_file is too large for a vision model", extra=named)
         return None
     data = default_blob_store().get(file_key(tenant, file_id))
     mime = _image_type(data)  # the bytes decide: a name may lack an extension, or lie

@@ -28,6 +28,7 @@ from ..repository import (
 )
 from ..services.lifecycle import RunRef, fail, load_run, transition
 from ..services.run_events import RunEventWriter
+from ..services.vector_stores import touch
 from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
 from ..types.run import TERMINAL_STATUSES
@@ -92,6 +93,8 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
             prefetch.abandon()
         current = load_run(repo, ref)
         return current.status if current else "missing"
+    if search is not None and not outputs:
+        touch(repo, ref.tenant, search.stores)  # a run uses its stores, searching or not: their expiry moves
     try:
         turn = Turn(repo, ref, started, events, search)
         status = turn.execute(prefetch)

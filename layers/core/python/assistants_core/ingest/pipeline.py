@@ -42,6 +42,9 @@ from .extract import ExtractionError, extract_text
 
 logger = Logger()
 EMBED_WORKERS = 4  # embedding calls in flight at once (a hosted model takes one batch a call)
+# OpenAI searched files of up to 5,000,000 tokens; about four characters a token. Beyond, the
+# file fails at once rather than after an hour of retries that run out of memory or time.
+MAX_TEXT_CHARACTERS = 20_000_000
 FLOAT_BYTES = 4
 
 
@@ -62,6 +65,16 @@ def ingest_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
         text = extract_text(blobs.get(file_key(tenant, file_id)), file.filename)
     except ExtractionError as error:
         return _failed(repo, tenant, vector_store_id, file_id, error.code, error.message)
+    if len(text) > MAX_TEXT_CHARACTERS:
+        return _failed(
+            repo,
+            tenant,
+            vector_store_id,
+            file_id,
+            "invalid_file",
+            f"The file holds {len(text):,} characters of text; a file may hold at most {MAX_TEXT_CHARACTERS:,} "
+            "(about 5,000,000 tokens) to be searched. Split it into smaller files.",
+        )
     static = (item.chunking_strategy or {}).get("static") or {}
     chunks = within_bytes(
         chunk_text(

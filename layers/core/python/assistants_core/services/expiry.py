@@ -46,20 +46,23 @@ def sweep(repo: Repository, blobs: BlobStore, until: int | None = None) -> dict[
 
     moment = now() if until is None else until
     released = {EXPIRY_KIND_FILE: 0, EXPIRY_KIND_VECTOR_STORE: 0, EXPIRY_KIND_INGESTION: 0}
-    for pk, sk in repo.due_to_expire(EXPIRY_KIND_INGESTION, moment):
-        if _fail_overdue_ingestion(repo, pk, sk):
-            released[EXPIRY_KIND_INGESTION] += 1
-    for pk, sk in repo.due_to_expire(EXPIRY_KIND_VECTOR_STORE, moment):
-        tenant, store_id = _tenant_of(pk), sk.split("#", 1)[1]
-        if expire_vector_store(repo, blobs, tenant, store_id, moment):
-            released[EXPIRY_KIND_VECTOR_STORE] += 1
-    for pk, sk in repo.due_to_expire(EXPIRY_KIND_FILE, moment):
-        tenant, file_id = _tenant_of(pk), sk.split("#", 1)[1]
-        try:
-            delete_file(repo, blobs, tenant, file_id)
-            released[EXPIRY_KIND_FILE] += 1
-        except Exception:  # one bad file must not stop the sweep; the next one retries it
-            logger.exception("could not delete an expired file", extra={"file_id": file_id})
+
+    def release(kind: str, pk: str, sk: str) -> bool:
+        if kind == EXPIRY_KIND_INGESTION:
+            return _fail_overdue_ingestion(repo, pk, sk)
+        tenant, object_id = _tenant_of(pk), sk.split("#", 1)[1]
+        if kind == EXPIRY_KIND_VECTOR_STORE:
+            return expire_vector_store(repo, blobs, tenant, object_id, moment)
+        delete_file(repo, blobs, tenant, object_id)
+        return True
+
+    for kind in (EXPIRY_KIND_INGESTION, EXPIRY_KIND_VECTOR_STORE, EXPIRY_KIND_FILE):
+        for pk, sk in repo.due_to_expire(kind, moment):
+            try:
+                if release(kind, pk, sk):
+                    released[kind] += 1
+            except Exception:  # one object must not stop the sweep: the next sweep tries it again
+                logger.exception("could not release an expired object", extra={"kind": kind, "key": f"{pk}/{sk}"})
     logger.info("expiry sweep", extra={"until": moment, **released})
     return released
 
