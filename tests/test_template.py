@@ -491,6 +491,14 @@ def test_ingestion_state_machine(template: dict[str, Any]) -> None:
     assert catch["ErrorEquals"] == ["States.ALL"]
     failed = states[catch["Next"]]  # retries ran out: the file is marked failed, never left in progress
     assert failed["Parameters"]["Payload"]["action"] == "fail"
+    # Each iteration ends with {}: a batch's outcomes stay far under a state's 256 KB of data.
+    for name in (files["ItemProcessor"]["StartAt"], catch["Next"]):
+        assert states[states[name]["Next"]] == {
+            **states[states[name]["Next"]],
+            "Type": "Pass",
+            "Result": {},
+            "End": True,
+        }
     for name in ("AssistantsFunction", "ThreadsFunction", "MessagesFunction", "RunsFunction", "VectorStoresFunction"):
         function = template["Resources"][name]["Properties"]
         assert function["Environment"]["Variables"]["INGEST_STATE_MACHINE_ARN"] == {"Ref": "IngestStateMachine"}

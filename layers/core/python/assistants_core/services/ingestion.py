@@ -22,6 +22,10 @@ from ..repository import Repository
 from ..types.vector_store import StoreFileError
 
 logger = Logger()
+# Files per ingest execution: about a dozen history events each (with retries, more), against
+# the 25,000 an execution may have; a batch of 2,000 files is ten executions, five files at a
+# time each.
+FILES_PER_EXECUTION = 200
 
 
 class IngestionStarter:
@@ -33,17 +37,22 @@ class IngestionStarter:
         self.repo = repo
 
     def start(self, tenant: str, vector_store_id: str, file_ids: list[str], *, batch_id: str | None = None) -> None:
-        """Start one execution for these files; if it cannot start, they fail at once."""
-        if not file_ids:
-            return
-        name = f"{batch_id or file_ids[0]}-{secrets.token_hex(4)}"
-        payload = {"tenant": tenant, "vector_store_id": vector_store_id, "file_ids": file_ids}
-        try:
-            self.client.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload))
-        except Exception:
-            logger.exception("could not start ingestion", extra={"vector_store_id": vector_store_id})
-            self._fail(tenant, vector_store_id, file_ids)
-            raise ServerError("The files were added but their processing could not start; add them again.") from None
+        """Start executions for these files, FILES_PER_EXECUTION each; files whose execution
+        cannot start fail at once (adding them again retries them)."""
+        for start in range(0, len(file_ids), FILES_PER_EXECUTION):
+            group = file_ids[start : start + FILES_PER_EXECUTION]
+            name = f"{batch_id or group[0]}-{secrets.token_hex(4)}"
+            payload = {"tenant": tenant, "vector_store_id": vector_store_id, "file_ids": group}
+            try:
+                self.client.start_execution(
+                    stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload)
+                )
+            except Exception:
+                logger.exception("could not start ingestion", extra={"vector_store_id": vector_store_id})
+                self._fail(tenant, vector_store_id, file_ids[start:])
+                raise ServerError(
+                    "The files were added but the processing of some could not start; add them again."
+                ) from None
 
     def _fail(self, tenant: str, vector_store_id: str, file_ids: list[str]) -> None:
         from ..repository import default_repository
