@@ -25,6 +25,7 @@ from aws_lambda_powertools import Logger
 from ..blobs import BlobStore, file_key, store_text_key
 from ..embeddings import embedder_for
 from ..repository import ConcurrentModification, Repository, tenant_pk, vector_store_pk
+from ..services.file_batches import is_cancelled
 from ..services.files import file_sk
 from ..services.vector_store_files import (
     release_chunks,
@@ -55,6 +56,10 @@ def ingest_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
     stored = repo.get(pk, store_file_sk(file_id))
     if stored is None or stored.doc.get("status") != "in_progress":
         return {"status": "skipped", "reason": "removed or no longer in progress"}
+    batch_id = stored.attributes.get("batch_id")
+    if batch_id and is_cancelled(repo, tenant, vector_store_id, str(batch_id)):
+        set_status(repo, tenant, vector_store_id, file_id, "cancelled")  # the cancel did not reach it
+        return {"status": "cancelled", "reason": "its batch was cancelled"}
     record = load_store(repo, tenant, vector_store_id)
     file_doc = repo.get_doc(tenant_pk(tenant), file_sk(file_id))
     if file_doc is None:

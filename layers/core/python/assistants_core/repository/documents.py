@@ -203,6 +203,12 @@ class DocumentStore:
                 return found
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def delete_keys(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Delete items by key, 25 to a BatchWriteItem (unconditional; missing ones are no-ops)."""
+        with self.table.batch_writer() as batch:
+            for pk, sk in dict.fromkeys(keys):
+                batch.delete_item(Key={"PK": pk, "SK": sk})
+
     def delete_partition(self, pk: str) -> None:
         """Delete every item under a partition key (a thread and all it holds)."""
         kwargs: dict[str, Any] = {

@@ -7,6 +7,8 @@ cancelled, ``in_progress`` while a file is, else ``completed``.
 
 from __future__ import annotations
 
+import time
+
 from ..errors import APIError, ConflictError, NotFoundError
 from ..ids import new_id, now
 from ..repository import BATCH_PREFIX, Repository, StoredDoc, vector_store_pk
@@ -16,6 +18,9 @@ from .ingestion import IngestionStarter
 from .pagination import ListParams
 from .vector_store_files import attach_files, list_store_files, set_status
 from .vector_stores import file_counts, load_store, require_active
+
+# How long cancelling a batch cancels its files itself; ingestion cancels the rest.
+CANCEL_SECONDS = 10.0
 
 
 def _sk(batch_id: str) -> str:
@@ -55,6 +60,11 @@ def create_batch(
     return get_batch(repo, tenant, vector_store_id, batch.id)
 
 
+def is_cancelled(repo: Repository, tenant: str, vector_store_id: str, batch_id: str) -> bool:
+    doc = repo.get_doc(vector_store_pk(tenant, vector_store_id), _sk(batch_id))
+    return doc is not None and doc.get("status") == "cancelled"
+
+
 def _load(repo: Repository, tenant: str, vector_store_id: str, batch_id: str) -> StoredDoc:
     stored = repo.get(vector_store_pk(tenant, vector_store_id), _sk(batch_id))
     if stored is None:
@@ -69,7 +79,11 @@ def get_batch(repo: Repository, tenant: str, vector_store_id: str, batch_id: str
 
 def cancel_batch(repo: Repository, tenant: str, vector_store_id: str, batch_id: str) -> FileBatch:
     """Cancel the batch's files still in progress; ingestion of each checks its status before
-    it completes and leaves nothing behind for a cancelled file."""
+    it completes and leaves nothing behind for a cancelled file.
+
+    The files are cancelled one by one for CANCEL_SECONDS at most (a batch of thousands would
+    outlast API Gateway's 29 s); the ingest function cancels any file of a cancelled batch that
+    is left when its turn comes."""
     stored = _load(repo, tenant, vector_store_id, batch_id)
     batch = _materialize(stored)
     if batch.status == "completed":
@@ -77,9 +91,12 @@ def cancel_batch(repo: Repository, tenant: str, vector_store_id: str, batch_id: 
     if batch.status != "cancelled":
         repo.mutate(vector_store_pk(tenant, vector_store_id), _sk(batch_id), lambda doc: {**doc, "status": "cancelled"})
     page_params = ListParams(limit=100, order="asc")
-    while True:
+    deadline = time.monotonic() + CANCEL_SECONDS
+    while time.monotonic() < deadline:
         page = list_store_files(repo, tenant, vector_store_id, page_params, status="in_progress", batch_id=batch_id)
         for item in page.data:
+            if time.monotonic() >= deadline:
+                break
             set_status(repo, tenant, vector_store_id, item.id, "cancelled")
         if not page.has_more:
             break

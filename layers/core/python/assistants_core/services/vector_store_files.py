@@ -372,24 +372,31 @@ def detach_from_all_stores(repo: Repository, blobs: BlobStore, tenant: str, file
 
 def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRecord, *, remove: bool) -> None:
     """Release every file of a store: their chunks and text, and with ``remove`` their items
-    and memberships (the store is being deleted) rather than only their usage (it expired)."""
+    and memberships (the store is being deleted) rather than only their usage (it expired).
+
+    In batches (500 vectors, 1,000 objects, 25 items a call), not file by file: deleting a store
+    of thousands of files answers within API Gateway's 29 s."""
     vector_store_id = record.store.id
     pk = vector_store_pk(tenant, vector_store_id)
-    for sk, stored in repo.partition_stored(pk).items():
-        if not sk.startswith(FILE_PREFIX):
-            continue
-        file_id = sk[len(FILE_PREFIX) :]
-        release_chunks(blobs, tenant, record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)))
-        if remove:
-            repo.delete(file_stores_pk(tenant, file_id), _membership_sk(vector_store_id))
-        elif stored.doc.get("usage_bytes"):
+    files = {sk[len(FILE_PREFIX) :]: s for sk, s in repo.partition_stored(pk).items() if sk.startswith(FILE_PREFIX)}
+    keys = [
+        chunk_key(vector_store_id, file_id, n)
+        for file_id, stored in files.items()
+        for n in range(int(stored.attributes.get("chunk_count", 0)))
+    ]
+    if keys:
+        index_named(record.index).delete(keys)
+    blobs.delete([store_text_key(tenant, vector_store_id, file_id) for file_id in files])
+    if remove:
+        repo.delete_keys((file_stores_pk(tenant, file_id), _membership_sk(vector_store_id)) for file_id in files)
+        repo.delete_partition(pk)
+        return
+    for file_id, stored in files.items():
+        if stored.doc.get("usage_bytes"):
             # Its usage is released with the store's below: removing the file later must not
             # take it off the store a second time.
-            repo.mutate(pk, sk, lambda doc: {**doc, "usage_bytes": 0})
-    if remove:
-        repo.delete_partition(pk)
-    else:
-        repo.update_attributes(tenant_pk(tenant), store_sk(vector_store_id), set_values={"usage_bytes": 0})
+            repo.mutate(pk, store_file_sk(file_id), lambda doc: {**doc, "usage_bytes": 0})
+    repo.update_attributes(tenant_pk(tenant), store_sk(vector_store_id), set_values={"usage_bytes": 0})
 
 
 def file_content(
