@@ -466,13 +466,47 @@ def test_the_chunk_index(template: dict[str, Any]) -> None:
     assert variables["VECTOR_BUCKET"] == {"Fn::Select": [1, {"Fn::Split": ["/", {"Ref": "VectorBucket"}]}]}
 
 
-def test_vector_permissions_are_scoped_to_the_bucket_indexes(template: dict[str, Any]) -> None:
-    for name in ("ChunksReadPolicy", "ChunksWritePolicy"):
+def _policy_actions(template: dict[str, Any], name: str) -> set[str]:
+    (statement, *rest) = template["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]
+    return {a for s in (statement, *rest) for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+CHUNK_POLICIES = {
+    "ChunksReadPolicy": {"s3vectors:QueryVectors", "s3vectors:GetVectors", "s3vectors:GetIndex"},
+    "ChunksDeletePolicy": {"s3vectors:DeleteVectors"},
+    "ChunksEditPolicy": {"s3vectors:PutVectors", "s3vectors:GetVectors", "s3vectors:DeleteVectors"},
+    "ChunksIndexSetupPolicy": {
+        "s3vectors:GetIndex",
+        "s3vectors:UpdateIndexMode",
+        "s3vectors:UpdateMetadataConfiguration",
+    },
+}
+# Which function may do what to files and chunks: each only what its code does.
+GRANTS = {
+    "FilesFunction": {"FilesWritePolicy", "ChunksDeletePolicy"},
+    "VectorStoresFunction": {"FilesReadPolicy", "FilesDeletePolicy", "ChunksReadPolicy", "ChunksEditPolicy"},
+    "IngestFunction": {"FilesWritePolicy", "ChunksEditPolicy", "ChunksIndexSetupPolicy"},
+    "ExpiryFunction": {"FilesDeletePolicy", "ChunksDeletePolicy"},
+    "AgentStepFunction": {"FilesReadPolicy", "ChunksReadPolicy"},
+    "AssistantsFunction": {"ChunksDeletePolicy"},
+    "ThreadsFunction": {"ChunksDeletePolicy"},
+    "MessagesFunction": {"ChunksDeletePolicy"},
+    "RunsFunction": {"ChunksDeletePolicy"},
+}
+
+
+def test_vector_and_file_permissions_are_least_privilege(template: dict[str, Any]) -> None:
+    for name, actions in CHUNK_POLICIES.items():
         (statement,) = template["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Resource"] == {"Fn::Sub": "${VectorBucket}/index/*"}, name
-        assert all(action.startswith("s3vectors:") for action in statement["Action"]), name
-    read = template["Resources"]["ChunksReadPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Action"]
-    assert set(read) == {"s3vectors:QueryVectors", "s3vectors:GetVectors", "s3vectors:GetIndex"}
+        assert _policy_actions(template, name) == actions, name
+    assert _policy_actions(template, "FilesDeletePolicy") == {"s3:DeleteObject"}
+    for function, expected in GRANTS.items():
+        policies = template["Resources"][function]["Properties"]["Policies"]
+        granted = {p["Ref"] for p in policies if isinstance(p, dict) and "Ref" in p}
+        assert (
+            granted & (set(CHUNK_POLICIES) | {"FilesReadPolicy", "FilesDeletePolicy", "FilesWritePolicy"}) == expected
+        ), function
 
 
 def test_ingestion_state_machine(template: dict[str, Any]) -> None:
