@@ -330,6 +330,50 @@ def test_store_files_crud_content_and_filter(client: OpenAI, http: httpx.Client,
     assert client.vector_stores.search(store.id, query="quokka feeding time").data == []
 
 
+def test_large_content_is_a_redirect_the_sdk_follows(
+    client: OpenAI, http: httpx.Client, aws: Callable[[str], Any], stack: Any
+) -> None:
+    """A page larger than a Lambda response may carry (6 MB) is served from S3, as a file's bytes are.
+
+    Ingesting megabytes of text takes minutes locally, so the test stores the large page where
+    ingestion keeps a completed file's content, and reads it back through the API.
+    """
+    store = client.vector_stores.create(name="large content")
+    file_id = upload(client, "big.txt", "A short text that ingestion stores as its page.\n")
+    client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+    assert settled_file(client, store.id, file_id).status == "completed"
+    [key] = text_objects(aws, store.id)
+    assert key.endswith(f"/vector_stores/{store.id}/{file_id}.json")
+    s3 = aws("s3")
+    stored = s3.get_object(Bucket="filesbucket", Key=key)
+    assert stored["ContentType"] == "application/json"
+    assert json.loads(stored["Body"].read())["data"] == [
+        {"type": "text", "text": "A short text that ingestion stores as its page.\n"}
+    ]
+
+    text = "".join(f'Line {n}: the quokka is a small wallaby, «é» and "quotes".\n' for n in range(80_000))
+    page = {
+        "object": "vector_store.file_content.page",
+        "data": [{"type": "text", "text": text}],
+        "has_more": False,
+        "next_page": None,
+    }
+    s3.put_object(Bucket="filesbucket", Key=key, Body=json.dumps(page).encode(), ContentType="application/json")
+    assert len(json.dumps(page)) > 4 * 1024 * 1024
+
+    content = client.vector_stores.files.content(file_id, vector_store_id=store.id)
+    assert [(c.type, c.text) for c in content] == [("text", text)]
+    response = http.get(f"/v1/vector_stores/{store.id}/files/{file_id}/content")
+    assert response.status_code == 307
+    location = response.headers["location"]
+    assert location.startswith(f"{stack.aws_endpoint}/filesbucket/{key}?")
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in location and "response-content-type=application%2Fjson" in location
+    with httpx.Client(timeout=60) as plain:  # the URL needs no API key
+        fetched = plain.get(location)
+    assert fetched.headers["content-type"] == "application/json"
+    validate_object("VectorStoreFileContentResponse", fetched.json())
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="store files are keyed FILE#<file id>, so lists follow the files' upload order, not the "

@@ -8,8 +8,11 @@ object                    key
 ========================  ================================================
 a file's bytes            ``t/<tenant>/files/<file_id>``
 a part of an upload       ``t/<tenant>/uploads/<upload_id>/<part_id>``
-a store file's text       ``t/<tenant>/vector_stores/<vs_id>/<file_id>.txt``
+a store file's content   ``t/<tenant>/vector_stores/<vs_id>/<file_id>.json``
 ========================  ================================================
+
+A store file's content is kept as the JSON page its content endpoint answers with, so a large
+one can be served by a redirect to S3 as it is, like a large file's bytes.
 
 Parts of an upload are tagged ``kind=upload-part``: the bucket's lifecycle rule deletes any
 that a cancelled or abandoned upload left behind.
@@ -32,6 +35,9 @@ from botocore.exceptions import ClientError
 from .config import boto_config, settings
 
 UPLOAD_PART_TAG = "kind=upload-part"
+# A buffered Lambda response carries at most 6 MB (binary bodies grow by a third in base64):
+# larger content is a redirect to a short-lived S3 URL, which the SDKs follow.
+INLINE_BYTES = 4 * 1024 * 1024
 # S3 multipart parts must be at least 5 MiB (but the last); parts of an upload are smaller (each
 # came in one request), so consecutive parts are joined into pieces of at least this size.
 JOIN_PIECE_BYTES = 8 * 1024 * 1024
@@ -51,8 +57,8 @@ def part_key(tenant: str, upload_id: str, part_id: str) -> str:
     return f"{_tenant(tenant)}/uploads/{upload_id}/{part_id}"
 
 
-def store_text_key(tenant: str, vector_store_id: str, file_id: str) -> str:
-    return f"{_tenant(tenant)}/vector_stores/{vector_store_id}/{file_id}.txt"
+def store_content_key(tenant: str, vector_store_id: str, file_id: str) -> str:
+    return f"{_tenant(tenant)}/vector_stores/{vector_store_id}/{file_id}.json"
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,10 @@ class BlobStore:
     def get(self, key: str) -> bytes:
         return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
-    def get_text(self, key: str) -> str | None:
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
         try:
-            return self.get(key).decode()
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -96,16 +103,16 @@ class BlobStore:
                 Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
             )
 
-    def presigned_get(self, key: str, filename: str, expires_in: int = 300) -> str:
-        """A short-lived URL that serves the object as a download named ``filename``."""
-        disposition = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
-        return str(
-            self.client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": key, "ResponseContentDisposition": disposition},
-                ExpiresIn=expires_in,
-            )
-        )
+    def presigned_get(
+        self, key: str, *, filename: str | None = None, content_type: str | None = None, expires_in: int = 300
+    ) -> str:
+        """A short-lived URL that serves the object (as a download named ``filename``, if given)."""
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": key}
+        if filename is not None:
+            params["ResponseContentDisposition"] = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
 
     def join(
         self,

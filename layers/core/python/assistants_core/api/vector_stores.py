@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
 
 from ..services import file_batches, search, vector_store_files, vector_stores
 from ..types import DeletedObject, ListPage
@@ -126,9 +127,14 @@ def delete_store_file(vector_store_id: str, file_id: str, tenant: Tenant, repo: 
     return DeletedObject(id=file_id, object="vector_store.file.deleted")
 
 
-@router.get("/{vector_store_id}/files/{file_id}/content")
-def store_file_content(vector_store_id: str, file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> FileContentPage:
-    return vector_store_files.file_content(repo, blobs, tenant, vector_store_id, file_id)
+@router.get("/{vector_store_id}/files/{file_id}/content", response_model=FileContentPage)
+def store_file_content(vector_store_id: str, file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> Response:
+    """The parsed text as one page; a page larger than one response may carry is a redirect to
+    a short-lived S3 URL, which the SDKs follow."""
+    content = vector_store_files.file_content(repo, blobs, tenant, vector_store_id, file_id)
+    if content.redirect_url is not None:
+        return RedirectResponse(content.redirect_url, status_code=307)
+    return Response(content.page_json, media_type="application/json")
 
 
 # ---------------------------------------------------------------- file batches

@@ -22,12 +22,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from ..blobs import BlobStore, file_key, store_text_key
+from ..blobs import BlobStore, file_key, store_content_key
 from ..embeddings import embedder_for
 from ..repository import ConcurrentModification, Repository, tenant_pk, vector_store_pk
 from ..services.file_batches import is_cancelled
 from ..services.files import file_sk
 from ..services.vector_store_files import (
+    content_page,
     release_chunks,
     set_status,
     store_file_sk,
@@ -98,7 +99,7 @@ def ingest_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
         )
     except ConcurrentModification:
         return {"status": "skipped", "reason": "removed or cancelled before indexing"}
-    blobs.put(store_text_key(tenant, vector_store_id, file_id), text.encode(), content_type="text/plain; charset=utf-8")
+    blobs.put(store_content_key(tenant, vector_store_id, file_id), content_page(text), content_type="application/json")
     vectors = _embed(record, [chunk.text for chunk in chunks])
     index = index_named(record.index)
     index.text_search_ready(enable=True)

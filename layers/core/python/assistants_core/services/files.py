@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..blobs import BlobStore, file_key
+from ..blobs import INLINE_BYTES, BlobStore, file_key
 from ..errors import InvalidRequestError, NotFoundError
 from ..ids import new_id, now
 from ..repository import FILE_PREFIX, Repository, tenant_pk
@@ -21,7 +21,6 @@ from .pagination import ListParams, to_list_page
 
 # GET /files/{id}/content answers with the bytes up to this size (a buffered Lambda response
 # is at most 6 MB, base64-encoded), and with a redirect to a short-lived S3 URL above it.
-INLINE_CONTENT_BYTES = 4 * 1024 * 1024
 
 
 def file_sk(file_id: str) -> str:
@@ -127,6 +126,6 @@ class FileContent:
 def file_content(repo: Repository, blobs: BlobStore, tenant: str, file_id: str) -> FileContent:
     file = get_file(repo, tenant, file_id)
     key = file_key(tenant, file_id)
-    if file.bytes <= INLINE_CONTENT_BYTES:
+    if file.bytes <= INLINE_BYTES:
         return FileContent(file, blobs.get(key), None)
-    return FileContent(file, None, blobs.presigned_get(key, file.filename))
+    return FileContent(file, None, blobs.presigned_get(key, filename=file.filename))

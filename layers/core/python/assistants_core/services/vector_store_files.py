@@ -12,9 +12,10 @@ records before it writes the first one, so removal always knows every key it may
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ..blobs import BlobStore, store_text_key
+from ..blobs import INLINE_BYTES, BlobStore, store_content_key
 from ..errors import InvalidRequestError, NotFoundError
 from ..ids import now
 from ..repository import (
@@ -330,7 +331,7 @@ def release_chunks(
 ) -> None:
     """Delete a store file's vectors and its parsed text (idempotent)."""
     release_vectors(record, vector_store_id, file_id, chunk_count)
-    blobs.delete([store_text_key(tenant, vector_store_id, file_id)])
+    blobs.delete([store_content_key(tenant, vector_store_id, file_id)])
 
 
 def remove_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str) -> bool:
@@ -386,7 +387,7 @@ def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRe
     ]
     if keys:
         index_named(record.index).delete(keys)
-    blobs.delete([store_text_key(tenant, vector_store_id, file_id) for file_id in files])
+    blobs.delete([store_content_key(tenant, vector_store_id, file_id) for file_id in files])
     if remove:
         repo.delete_keys((file_stores_pk(tenant, file_id), _membership_sk(vector_store_id)) for file_id in files)
         repo.delete_partition(pk)
@@ -399,10 +400,18 @@ def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRe
     repo.update_attributes(tenant_pk(tenant), store_sk(vector_store_id), set_values={"usage_bytes": 0})
 
 
+@dataclass(frozen=True)
+class StoreFileContent:
+    """A store file's content page as JSON, or where to fetch it when it is too large for one response."""
+
+    page_json: bytes | None
+    redirect_url: str | None
+
+
 def file_content(
     repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str
-) -> FileContentPage:
-    """The text parsed from a store file (empty until ingestion completes)."""
+) -> StoreFileContent:
+    """The text parsed from a store file: the page ingestion stored (none once its store expired)."""
     item = get_store_file(repo, tenant, vector_store_id, file_id)
     if item.status != "completed":
         raise InvalidRequestError(
@@ -410,5 +419,15 @@ def file_content(
             "is completed.",
             param="file_id",
         )
-    text = blobs.get_text(store_text_key(tenant, vector_store_id, file_id)) or ""
-    return FileContentPage(data=[FileContentPart(text=text)] if text else [])
+    key = store_content_key(tenant, vector_store_id, file_id)
+    size = blobs.size(key)
+    if size is None:
+        return StoreFileContent(FileContentPage(data=[]).model_dump_json().encode(), None)
+    if size <= INLINE_BYTES:
+        return StoreFileContent(blobs.get(key), None)
+    return StoreFileContent(None, blobs.presigned_get(key, content_type="application/json"))
+
+
+def content_page(text: str) -> bytes:
+    """What :func:`file_content` serves for a store file of this text."""
+    return FileContentPage(data=[FileContentPart(text=text)]).model_dump_json().encode()
