@@ -86,6 +86,10 @@ def test_auto_pagination_walks_every_page_once(client: OpenAI) -> None:
         ({"name": "n" * 257}, "name"),
         ({"tools": [{"type": "browser"}]}, "tools[0]"),
         ({"tools": [{"type": "code_interpreter"}]}, "tools"),
+        (
+            {"tools": [{"type": "file_search"}, {"type": "function", "function": {"name": "file_search"}}]},
+            "tools",
+        ),
         ({"response_format": {"type": "yaml"}}, "response_format"),
         ({"extra_body": {"colour": "blue"}}, "colour"),
     ],
@@ -172,3 +176,13 @@ async def test_async_client(async_client: AsyncOpenAI) -> None:
     assert deleted.deleted is True
     with pytest.raises(openai.NotFoundError):
         await async_client.beta.assistants.retrieve(created[0].id)
+
+
+def test_a_function_named_file_search_is_the_users_own_without_the_tool(client: OpenAI) -> None:
+    own = {"type": "function", "function": {"name": "file_search", "parameters": {"type": "object"}}}
+    assistant = client.beta.assistants.create(model="m", tools=[own])  # type: ignore[list-item]
+    assert [t.type for t in assistant.tools] == ["function"]
+    with pytest.raises(openai.BadRequestError) as error:
+        client.beta.assistants.update(assistant.id, tools=[own, {"type": "file_search"}])  # type: ignore[list-item]
+    assert "file_search" in error.value.body["message"]
+    assert client.beta.assistants.retrieve(assistant.id).tools == assistant.tools

@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from .. import tokens
+from ..types.vector_store import AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS
 
 # The encoding of OpenAI's current models; litellm ships its file, so it loads offline.
 CHUNK_ENCODING = "o200k_base"
-AUTO_MAX_TOKENS = 800
-AUTO_OVERLAP_TOKENS = 400
-MIN_MAX_TOKENS = 100
-MAX_MAX_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -41,15 +38,17 @@ def validate_sizes(max_tokens: int, overlap_tokens: int) -> None:
         raise ValueError("max_tokens must be an integer")
     if isinstance(overlap_tokens, bool) or not isinstance(overlap_tokens, int):
         raise ValueError("overlap_tokens must be an integer")
-    if not MIN_MAX_TOKENS <= max_tokens <= MAX_MAX_TOKENS:
-        raise ValueError(f"max_tokens must be between {MIN_MAX_TOKENS} and {MAX_MAX_TOKENS}, got {max_tokens}")
+    if not MIN_CHUNK_TOKENS <= max_tokens <= MAX_CHUNK_TOKENS:
+        raise ValueError(f"max_tokens must be between {MIN_CHUNK_TOKENS} and {MAX_CHUNK_TOKENS}, got {max_tokens}")
     if overlap_tokens < 0:
         raise ValueError(f"overlap_tokens must not be negative, got {overlap_tokens}")
     if overlap_tokens * 2 > max_tokens:
         raise ValueError(f"overlap_tokens must not exceed half of max_tokens ({max_tokens}), got {overlap_tokens}")
 
 
-def chunk_text(text: str, max_tokens: int = AUTO_MAX_TOKENS, overlap_tokens: int = AUTO_OVERLAP_TOKENS) -> list[Chunk]:
+def chunk_text(
+    text: str, max_tokens: int = AUTO_CHUNK_TOKENS, overlap_tokens: int = AUTO_OVERLAP_TOKENS
+) -> list[Chunk]:
     """Split ``text`` into overlapping windows of at most ``max_tokens`` tokens.
 
     Every chunk's text, encoded on its own, is at most ``max_tokens`` tokens (``Chunk.tokens``).

@@ -41,16 +41,22 @@ class CodeInterpreterTool(RequestModel):
     type: Literal["code_interpreter"]
 
 
-def _reject_code_interpreter(tools: list[Any] | None) -> list[Any] | None:
+def _check_tools(tools: list[Any] | None) -> list[Any] | None:
     for tool in tools or []:
         if isinstance(tool, CodeInterpreterTool):
             raise ValueError("the code_interpreter tool is not supported by this server")
+    # The model calls file_search as a function of that name, so a function of the same name
+    # beside it could not be told apart.
+    if any(isinstance(tool, FileSearchTool) for tool in tools or []) and any(
+        isinstance(tool, FunctionTool) and tool.function.name == "file_search" for tool in tools or []
+    ):
+        raise ValueError("a function named 'file_search' cannot be used together with the file_search tool")
     return tools
 
 
 Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(discriminator="type")]
-Tools = Annotated[list[Tool], Field(max_length=128), AfterValidator(_reject_code_interpreter)]
-RunTools = Annotated[list[Tool], Field(max_length=20), AfterValidator(_reject_code_interpreter)]  # a run's override
+Tools = Annotated[list[Tool], Field(max_length=128), AfterValidator(_check_tools)]
+RunTools = Annotated[list[Tool], Field(max_length=20), AfterValidator(_check_tools)]  # a run's override
 
 
 class CodeInterpreterResources(RequestModel):

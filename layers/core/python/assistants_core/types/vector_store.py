@@ -20,6 +20,9 @@ from .common import Metadata, ObjectModel, RequestModel
 # OpenAI's auto chunking: 800-token chunks overlapping by 400.
 AUTO_CHUNK_TOKENS = 800
 AUTO_OVERLAP_TOKENS = 400
+# The bounds of a static strategy's max_chunk_size_tokens.
+MIN_CHUNK_TOKENS = 100
+MAX_CHUNK_TOKENS = 4096
 MAX_STORE_FILE_IDS = 500
 MAX_BATCH_FILES = 2000
 MAX_ATTRIBUTES = 16
@@ -69,7 +72,7 @@ class AutoChunking(RequestModel):
 
 
 class StaticChunkingSettings(RequestModel):
-    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
+    max_chunk_size_tokens: Annotated[int, Field(ge=MIN_CHUNK_TOKENS, le=MAX_CHUNK_TOKENS)]
     chunk_overlap_tokens: Annotated[int, Field(ge=0)]
 
     @model_validator(mode="after")
