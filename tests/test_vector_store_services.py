@@ -64,3 +64,88 @@ def test_files_a_batch_cancel_did_not_reach_are_cancelled_by_ingestion(
     counts = file_batches.get_batch(repo, "t1", store.id, batch.id).file_counts
     assert (counts.in_progress, counts.cancelled, counts.total) == (2, 1, 3)
     assert load_store(repo, "t1", store.id).store.file_counts.cancelled == 1
+
+
+class RecordingIndex:
+    """Stands in for S3 Vectors: remembers which chunk keys are stored."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def text_search_ready(self, *, enable: bool = False) -> bool:
+        return True
+
+    def put(self, records: object) -> None:
+        from assistants_core.vectors import chunk_key
+
+        self.keys |= {chunk_key(r.vector_store_id, r.file_id, r.chunk) for r in records}  # type: ignore[attr-defined]
+
+    def delete(self, keys: list[str]) -> None:
+        self.keys -= set(keys)
+
+
+class RecordingBlobs:
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.objects = dict(files)
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def put(self, key: str, data: bytes, **_: object) -> None:
+        self.objects[key] = data
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self.objects.pop(key, None)
+
+
+def _expiring_store_with_a_file(repo: Repository) -> tuple[str, str]:
+    from assistants_core.services import files, vector_store_files
+    from assistants_core.types.vector_store import VectorStoreFileCreateParams
+
+    store, _ = vector_stores.create_vector_store(
+        repo, "t1", VectorStoreCreateParams(name="s", expires_after=StoreExpiresAfter(anchor="last_active_at", days=1))
+    )
+    file = files.new_file("notes.txt", 40, "assistants")
+    files.record_file(repo, "t1", file)
+    vector_store_files.attach_files(repo, "t1", store.id, [VectorStoreFileCreateParams(file_id=file.id)])
+    return store.id, file.id
+
+
+@pytest.mark.parametrize("when", ["before ingestion", "while it indexes"])
+def test_a_store_that_expires_cancels_its_pending_files_and_keeps_no_chunks(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    from assistants_core.blobs import file_key, store_content_key
+    from assistants_core.ingest import pipeline
+    from assistants_core.services import vector_store_files
+
+    clock = [1_800_000_000]
+    monkeypatch.setattr(vector_stores, "now", lambda: clock[0])
+    store_id, file_id = _expiring_store_with_a_file(repo)
+    index = RecordingIndex()
+    monkeypatch.setattr(pipeline, "index_named", lambda name: index)
+    monkeypatch.setattr(vector_store_files, "index_named", lambda name: index)
+    blobs = RecordingBlobs({file_key("t1", file_id): b"The store forgets what it learns.\n"})
+
+    def embed(record: object, texts: list[str]) -> list[list[float]]:
+        if when == "while it indexes":
+            clock[0] += 2 * DAY
+        return [[0.0] * 4 for _ in texts]
+
+    monkeypatch.setattr(pipeline, "_embed", embed)
+    if when == "before ingestion":
+        clock[0] += 2 * DAY
+    outcome = pipeline.ingest_file(repo, blobs, "t1", store_id, file_id)  # type: ignore[arg-type]
+
+    assert outcome["status"] == "cancelled"
+    assert vector_store_files.get_store_file(repo, "t1", store_id, file_id).status == "cancelled"
+    assert index.keys == set()
+    assert store_content_key("t1", store_id, file_id) not in blobs.objects
+    store = load_store(repo, "t1", store_id).store
+    assert (store.status, store.file_counts.in_progress, store.file_counts.cancelled, store.usage_bytes) == (
+        "expired",
+        0,
+        1,
+        0,
+    )

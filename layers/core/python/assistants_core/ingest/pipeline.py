@@ -36,7 +36,7 @@ from ..services.vector_store_files import (
 )
 from ..services.vector_stores import StoreRecord, load_store
 from ..types.file import FileObject
-from ..types.vector_store import StoreFileError, VectorStoreFile
+from ..types.vector_store import AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS, StoreFileError, VectorStoreFile
 from ..vectors import ChunkRecord, index_named
 from ..vectors.layout import MAX_TEXT_BYTES
 from .chunking import chunk_text, within_bytes
@@ -62,6 +62,9 @@ def ingest_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
         set_status(repo, tenant, vector_store_id, file_id, "cancelled")  # the cancel did not reach it
         return {"status": "cancelled", "reason": "its batch was cancelled"}
     record = load_store(repo, tenant, vector_store_id)
+    if record.expired:
+        set_status(repo, tenant, vector_store_id, file_id, "cancelled")
+        return {"status": "cancelled", "reason": "its vector store expired"}
     file_doc = repo.get_doc(tenant_pk(tenant), file_sk(file_id))
     if file_doc is None:
         return _failed(repo, tenant, vector_store_id, file_id, "invalid_file", "The file was deleted.")
@@ -85,8 +88,8 @@ def ingest_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
     chunks = within_bytes(
         chunk_text(
             text,
-            max_tokens=int(static.get("max_chunk_size_tokens", 800)),
-            overlap_tokens=int(static.get("chunk_overlap_tokens", 400)),
+            max_tokens=int(static.get("max_chunk_size_tokens", AUTO_CHUNK_TOKENS)),
+            overlap_tokens=int(static.get("chunk_overlap_tokens", AUTO_OVERLAP_TOKENS)),
         ),
         MAX_TEXT_BYTES,
     )
@@ -167,6 +170,14 @@ def _complete(
             # Removed or cancelled while this run indexed: take back what it wrote.
             release_chunks(blobs, tenant, record, vector_store_id, file_id, chunk_count)
             return "discarded"
+        if load_store(repo, tenant, vector_store_id).expired:
+            # The expiry sweep released the store's chunks while this run indexed: these too.
+            release_chunks(blobs, tenant, record, vector_store_id, file_id, chunk_count)
+            try:
+                set_status(repo, tenant, vector_store_id, file_id, "cancelled", stored=stored)
+            except ConcurrentModification:
+                continue
+            return "cancelled"
         attributes = stored.doc.get("attributes") or {}
         if attributes != written_attributes:
             write_chunk_attributes(record, vector_store_id, file_id, chunk_count, attributes)
