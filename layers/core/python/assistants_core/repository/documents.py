@@ -326,16 +326,8 @@ class DocumentStore:
         values: dict[str, Any] | None = None,
         names: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        check: dict[str, Any] = {
-            "TableName": self.table.name,
-            "Key": {"PK": pk, "SK": sk},
-            "ConditionExpression": expression,
-        }
-        if values:
-            check["ExpressionAttributeValues"] = values
-        if names:
-            check["ExpressionAttributeNames"] = names
-        return {"ConditionCheck": check}
+        check = {"TableName": self.table.name, "Key": {"PK": pk, "SK": sk}, "ConditionExpression": expression}
+        return {"ConditionCheck": _with_placeholders(check, values, names)}
 
     def op_update(
         self,
@@ -346,17 +338,13 @@ class DocumentStore:
         values: dict[str, Any] | None = None,
         names: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        update: dict[str, Any] = {
+        update = {
             "TableName": self.table.name,
             "Key": {"PK": pk, "SK": sk},
             "UpdateExpression": expression,
             "ConditionExpression": condition,
         }
-        if values:
-            update["ExpressionAttributeValues"] = values
-        if names:
-            update["ExpressionAttributeNames"] = names
-        return {"Update": update}
+        return {"Update": _with_placeholders(update, values, names)}
 
     def op_add(self, pk: str, sk: str, counters: dict[str, int]) -> dict[str, Any]:
         """Add to numeric attributes beside the doc (a store's file counts), atomically: DynamoDB's
@@ -476,3 +464,14 @@ class DocumentStore:
 def _stored(item: dict[str, Any]) -> StoredDoc:
     attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version")}
     return StoredDoc(doc=json.loads(item["doc"]), version=int(item["version"]), attributes=attributes)
+
+
+def _with_placeholders(
+    operation: dict[str, Any], values: dict[str, Any] | None, names: dict[str, str] | None
+) -> dict[str, Any]:
+    """A transaction operation with its expression placeholders (DynamoDB refuses empty maps)."""
+    if values:
+        operation["ExpressionAttributeValues"] = values
+    if names:
+        operation["ExpressionAttributeNames"] = names
+    return operation
