@@ -149,3 +149,31 @@ def test_a_store_that_expires_cancels_its_pending_files_and_keeps_no_chunks(
         1,
         0,
     )
+
+
+def test_a_run_waits_for_its_stores_files_only_within_file_search_wait_seconds(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from assistants_core.agent import file_search, turn
+    from assistants_core.config import settings
+    from assistants_core.types import Run
+
+    store_id, _ = _expiring_store_with_a_file(repo)  # its file is in progress: nothing ingests it
+    created = 1_800_000_000
+    run = Run.model_validate(
+        {"id": "run_1", "created_at": created, "thread_id": "thread_1", "assistant_id": "asst_1", "status": "queued"}
+        | {"model": "m", "instructions": "", "tools": [{"type": "file_search"}]}
+    )
+    bounded = replace(settings(), file_search_wait_seconds=30)
+    monkeypatch.setattr(turn, "settings", lambda: bounded)
+    search = file_search.SearchSettings("t1", [load_store(repo, "t1", store_id)], 20, 0.0, "auto", 16_000)
+    waits = []
+    for elapsed in (0, 29, 30, 31):
+        monkeypatch.setattr(turn, "now", lambda elapsed=elapsed: created + elapsed)
+        waits.append(turn._still_ingesting(search, run))
+    assert waits == [True, True, False, False]
+    ingested = replace(search, stores=[])
+    monkeypatch.setattr(turn, "now", lambda: created)
+    assert turn._still_ingesting(ingested, run) is False
