@@ -305,11 +305,12 @@ def test_count_treats_special_tokens_as_text() -> None:
 
 
 def test_conversation_counting_still_works() -> None:
-    assert conversation.count_text("gpt-4o", "hello world") == 2
-    assert conversation.count_text("gpt-4", "a <|endoftext|> b") > 3  # once a ValueError
+    assert tokens.count("gpt-4o", "hello world") == 2
+    assert tokens.count("gpt-4", "a <|endoftext|> b") > 3  # once a ValueError
     messages = [{"role": "user", "content": "hello world"}, {"role": "assistant", "content": None}]
     assert conversation.count_tokens("gpt-4o", messages) == 3 + 3 + 2 + 3
-    conversation.warm_up()
+    quoting = [{"role": "user", "content": "a <|endoftext|> b"}]
+    assert conversation.count_tokens("gpt-4", quoting) == 3 + 3 + tokens.count("gpt-4", "a <|endoftext|> b")
 
 
 def test_chunks_over_the_byte_budget_are_cut_on_character_boundaries() -> None:

@@ -16,8 +16,11 @@ def test_use_moves_last_active_at_and_the_expiry_at_most_once_a_minute(
 ) -> None:
     clock = [1_800_000_000]
     monkeypatch.setattr(vector_stores, "now", lambda: clock[0])
-    store, _ = vector_stores.create_vector_store(
-        repo, "t1", VectorStoreCreateParams(name="s", expires_after=StoreExpiresAfter(anchor="last_active_at", days=7))
+    store = vector_stores.create_vector_store(
+        repo,
+        None,
+        "t1",
+        VectorStoreCreateParams(name="s", expires_after=StoreExpiresAfter(anchor="last_active_at", days=7)),
     )
     assert (store.last_active_at, store.expires_at) == (clock[0], clock[0] + 7 * DAY)
 
@@ -42,7 +45,7 @@ def test_files_a_batch_cancel_did_not_reach_are_cancelled_by_ingestion(
     from assistants_core.services import file_batches, files, vector_store_files
     from assistants_core.types.vector_store import FileBatchCreateParams
 
-    store, _ = vector_stores.create_vector_store(repo, "t1", VectorStoreCreateParams(name="s"))
+    store = vector_stores.create_vector_store(repo, None, "t1", VectorStoreCreateParams(name="s"))
     ids = []
     for n in range(3):
         file = files.new_file(f"f{n}.txt", 10, "assistants")
@@ -103,8 +106,11 @@ def _expiring_store_with_a_file(repo: Repository) -> tuple[str, str]:
     from assistants_core.services import files, vector_store_files
     from assistants_core.types.vector_store import VectorStoreFileCreateParams
 
-    store, _ = vector_stores.create_vector_store(
-        repo, "t1", VectorStoreCreateParams(name="s", expires_after=StoreExpiresAfter(anchor="last_active_at", days=1))
+    store = vector_stores.create_vector_store(
+        repo,
+        None,
+        "t1",
+        VectorStoreCreateParams(name="s", expires_after=StoreExpiresAfter(anchor="last_active_at", days=1)),
     )
     file = files.new_file("notes.txt", 40, "assistants")
     files.record_file(repo, "t1", file)

@@ -5,7 +5,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from assistants_core.agent import conversation, model
+from assistants_core import tokens
+from assistants_core.agent import model
 from assistants_core.agent.turn import run_agent_step
 from assistants_core.repository import default_repository
 
@@ -16,7 +17,7 @@ metrics = Metrics()
 # Cold start: credentials, litellm and the tokenizers now, not during the first run's stream.
 model.load_provider_credentials()
 model.warm_up()
-conversation.warm_up()
+tokens.warm_up()
 
 
 @logger.inject_lambda_context

@@ -62,6 +62,14 @@ def store_content_key(tenant: str, vector_store_id: str, file_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class Download:
+    """An object's bytes, or where to fetch them when they are too large for one response."""
+
+    data: bytes | None
+    redirect_url: str | None
+
+
+@dataclass(frozen=True)
 class Piece:
     """A run of an upload's parts that becomes one S3 multipart part."""
 
@@ -102,6 +110,14 @@ class BlobStore:
             self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
             )
+
+    def download(
+        self, key: str, size: int, *, filename: str | None = None, content_type: str | None = None
+    ) -> Download:
+        """The object of ``size`` bytes inline up to INLINE_BYTES, else a presigned URL of it."""
+        if size <= INLINE_BYTES:
+            return Download(self.get(key), None)
+        return Download(None, self.presigned_get(key, filename=filename, content_type=content_type))
 
     def presigned_get(
         self, key: str, *, filename: str | None = None, content_type: str | None = None, expires_in: int = 300

@@ -97,19 +97,10 @@ def run_turns(
     return turns
 
 
-def _encoding(model: str) -> Any:
-    return tokens.encoding(model)
-
-
-def warm_up() -> None:
-    """Load the common encodings at cold start rather than on the first run."""
-    tokens.warm_up()
-
-
 def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
     """Prompt tokens as OpenAI counts chat messages: each message costs 3 plus its text."""
     # encode_ordinary: a message that quotes "<|endoftext|>" is text, not an error.
-    encoding = _encoding(model)
+    encoding = tokens.encoding(model)
     total = 3
     for message in messages:
         total += 3
@@ -126,11 +117,6 @@ def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
                 encoding.encode_ordinary(call["function"]["arguments"])
             )
     return total
-
-
-def count_text(model: str, text: str) -> int:
-    """Tokens in a completion's text, for usage when the provider reports none."""
-    return tokens.count(model, text)
 
 
 def fit(

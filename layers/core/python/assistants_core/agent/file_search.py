@@ -16,8 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from .. import tokens
 from ..errors import APIError
 from ..repository import ASSISTANT_PREFIX, Repository, tenant_pk
 from ..services.search import search
@@ -25,7 +24,6 @@ from ..services.vector_stores import StoreRecord, load_store
 from ..types import Run
 from ..types.vector_store import MAX_QUERY_CHARACTERS
 
-logger = Logger()
 FUNCTION_NAME = "file_search"
 DEFAULT_RANKER = "default_2024_08_21"
 # How many search rounds one run may make in a row before the model must answer.
@@ -148,8 +146,6 @@ def _queries(arguments: str) -> list[str]:
 
 def run_search(repo: Repository, settings: SearchSettings, model: str, arguments: str) -> list[dict[str, Any]]:
     """The call's results as the run step records them (with content), within the token budget."""
-    from .conversation import count_text
-
     queries = queries_of(arguments)
     if not queries:
         return []
@@ -164,7 +160,7 @@ def run_search(repo: Repository, settings: SearchSettings, model: str, arguments
     results: list[dict[str, Any]] = []
     spent = 0
     for hit in outcome.hits:
-        cost = count_text(model, hit.text)
+        cost = tokens.count(model, hit.text)
         if results and spent + cost > settings.token_budget:
             break
         spent += cost

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from aws_lambda_powertools import Logger
 
 from ..blobs import default_blob_store, file_key
-from ..repository import default_repository, tenant_pk
-from ..services.files import file_sk
+from ..errors import NotFoundError
+from ..repository import Repository
+from ..services.files import get_file
 
 logger = Logger()
 # What vision models accept; another file is not sent as an image.
@@ -19,29 +20,30 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
-def image_loader(tenant: str) -> Callable[[str], str | None]:
+def image_loader(repo: Repository, tenant: str) -> Callable[[str], str | None]:
     """A loader of the tenant's image files by id (each read once per turn)."""
     loaded: dict[str, str | None] = {}
 
     def load(file_id: str) -> str | None:
         if file_id not in loaded:
-            loaded[file_id] = _data_url(tenant, file_id)
+            loaded[file_id] = _data_url(repo, tenant, file_id)
         return loaded[file_id]
 
     return load
 
 
-def _data_url(tenant: str, file_id: str) -> str | None:
-    doc = default_repository().get_doc(tenant_pk(tenant), file_sk(file_id))
-    if doc is None:
+def _data_url(repo: Repository, tenant: str, file_id: str) -> str | None:
+    try:
+        file = get_file(repo, tenant, file_id)
+    except NotFoundError:
         return None
     # "filename" would clash with the LogRecord attribute of that name (a KeyError that fails the run).
-    named = {"file_id": file_id, "file_name": doc.get("filename")}
-    guessed = mimetypes.guess_type(str(doc.get("filename", "")))[0]
+    named = {"file_id": file_id, "file_name": file.filename}
+    guessed = mimetypes.guess_type(file.filename)[0]
     if guessed is not None and guessed not in IMAGE_TYPES:
         logger.warning("image_file is not an image", extra=named)
         return None
-    if int(doc.get("bytes", 0)) > MAX_IMAGE_BYTES:
+    if file.bytes > MAX_IMAGE_BYTES:
         logger.warning("image_file is too large for a vision model", extra=named)
         return None
     data = default_blob_store().get(file_key(tenant, file_id))

@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from .. import tokens
 from ..config import settings
 from ..ids import new_id, now
 from ..repository import (
@@ -33,7 +34,7 @@ from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
 from ..types.run import TERMINAL_STATUSES
 from . import citations, file_search
-from .conversation import count_text, count_tokens, fit, history, run_turns
+from .conversation import count_tokens, fit, history, run_turns
 from .images import image_loader
 from .model import Chunk, Finish, ModelError, ModelRequest, TextDelta, TokenUsage, ToolCallDelta, stream_completion
 
@@ -280,7 +281,7 @@ class Turn:
         budget = None
         if run.max_prompt_tokens is not None:
             budget = run.max_prompt_tokens - used.prompt_tokens
-        images = image_loader(self.ref.tenant)
+        images = image_loader(self.repo, self.ref.tenant)
         conversation = fit(
             run.model,
             system,
@@ -321,7 +322,7 @@ class Turn:
             prompt, completion = reported.prompt_tokens, reported.completion_tokens
         else:
             spoken = "".join(self.text) + "".join(c["name"] + c["arguments"] for c in self.calls.values())
-            prompt, completion = prompt_tokens, count_text(self.run.model, spoken)
+            prompt, completion = prompt_tokens, tokens.count(self.run.model, spoken)
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
     # ------------------------------------------------------------ streaming into objects
@@ -487,19 +488,11 @@ class Turn:
             self._save(step_sk(self.run.id, step.id), step_doc)
             self.events.emit_many(closing)
 
-    def _save(self, sk: str, doc: dict[str, Any], **attributes: Any) -> bool:
-        """Write a message or step this turn opened, unless someone closed it meanwhile (cancel);
-        returns whether it was written."""
-        for _ in range(5):
-            stored = self.repo.get(self.ref.pk, sk)
-            if stored is None or stored.doc.get("status") != "in_progress":
-                return False
-            try:
-                self.repo.save(self.ref.pk, sk, doc, expected_version=stored.version, **attributes)
-            except ConcurrentModification:
-                continue
-            return True
-        return False
+    def _save(self, sk: str, doc: dict[str, Any], **attributes: Any) -> None:
+        """Write a message or step this turn opened, unless someone closed it meanwhile (cancel)."""
+        self.repo.mutate(
+            self.ref.pk, sk, lambda current: doc if current.get("status") == "in_progress" else None, **attributes
+        )
 
     # ------------------------------------------------------------ how the turn ends
 

@@ -12,9 +12,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..blobs import Download
 from ..errors import APIError, InvalidRequestError, ServerError, too_large
 from ..repository import ItemTooLarge
 
@@ -36,6 +37,14 @@ def create_app(*routers: APIRouter, title: str = "Serverless Assistants") -> Fas
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
+
+
+def download_response(download: Download, media_type: str) -> Response:
+    """Content inline, or a 307 to a short-lived S3 URL when it is larger than a buffered Lambda
+    response may be (the SDKs follow it)."""
+    if download.redirect_url is not None:
+        return RedirectResponse(download.redirect_url, status_code=307)
+    return Response(download.data, media_type=media_type)
 
 
 def error_response(error: APIError) -> JSONResponse:

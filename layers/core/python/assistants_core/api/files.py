@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
@@ -25,7 +26,7 @@ from ..types.file import (
     UploadCreateParams,
     UploadPart,
 )
-from .app import validation_error
+from .app import download_response, validation_error
 from .dependencies import Blobs, Repo, Tenant
 
 router = APIRouter(prefix="/v1/files")
@@ -109,8 +110,6 @@ async def create_file(request: Request, tenant: Tenant, repo: Repo, blobs: Blobs
         )
     data, filename, content_type = await _file_field(form, "file")
     expires_after = _expires_after(form)
-    from anyio import to_thread
-
     return await to_thread.run_sync(
         lambda: service.create_file(
             repo,
@@ -155,12 +154,7 @@ def delete_file(file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> Delet
 
 @router.get("/{file_id}/content", response_model=None)
 def file_content(file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> Response:
-    """The file's bytes; a larger file than one response may carry is a redirect to a
-    short-lived S3 URL, which the SDKs follow."""
-    content = service.file_content(repo, blobs, tenant, file_id)
-    if content.redirect_url is not None:
-        return RedirectResponse(content.redirect_url, status_code=307)
-    return Response(content.data, media_type="application/octet-stream")
+    return download_response(service.file_content(repo, blobs, tenant, file_id), "application/octet-stream")
 
 
 # ---------------------------------------------------------------- uploads
@@ -176,8 +170,6 @@ async def add_upload_part(upload_id: str, request: Request, tenant: Tenant, repo
     form = await _form(request)
     _reject_unknown_fields(form, ("data",))
     data, _, _ = await _file_field(form, "data")
-    from anyio import to_thread
-
     return await to_thread.run_sync(lambda: uploads.add_part(repo, blobs, tenant, upload_id, data))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from ..services import file_batches, search, vector_store_files, vector_stores
 from ..types import DeletedObject, ListPage
@@ -24,6 +24,7 @@ from ..types.vector_store import (
     VectorStoreSearchParams,
     VectorStoreUpdateParams,
 )
+from .app import download_response
 from .dependencies import Blobs, Ingestion, Paging, Repo, Tenant
 
 router = APIRouter(prefix="/v1/vector_stores")
@@ -32,9 +33,7 @@ StatusFilter = Literal["in_progress", "completed", "failed", "cancelled"]
 
 @router.post("")
 def create_vector_store(body: VectorStoreCreateParams, tenant: Tenant, repo: Repo, ingestion: Ingestion) -> VectorStore:
-    store, added = vector_stores.create_vector_store(repo, tenant, body)
-    ingestion.start(tenant, store.id, added)
-    return store
+    return vector_stores.create_vector_store(repo, ingestion, tenant, body)
 
 
 @router.get("")
@@ -61,19 +60,7 @@ def delete_vector_store(vector_store_id: str, tenant: Tenant, repo: Repo, blobs:
 def search_vector_store(
     vector_store_id: str, body: VectorStoreSearchParams, tenant: Tenant, repo: Repo
 ) -> SearchResultsPage:
-    ranking = body.ranking_options
-    stores = search.resolve_stores(repo, tenant, [vector_store_id], "vector_store_id")
-    outcome = search.search(
-        repo,
-        tenant,
-        stores,
-        body.queries(),
-        max_results=body.max_num_results,
-        condition=body.filters,
-        mode="vector" if ranking is not None and ranking.ranker == "none" else "hybrid",
-        score_threshold=ranking.score_threshold if ranking is not None else 0.0,
-        rewrite_queries=body.rewrite_query,
-    )
+    outcome = search.search_store(repo, tenant, vector_store_id, body)
     return SearchResultsPage(
         search_query=outcome.queries,
         data=[
@@ -96,8 +83,7 @@ def search_vector_store(
 def create_store_file(
     vector_store_id: str, body: VectorStoreFileCreateParams, tenant: Tenant, repo: Repo, ingestion: Ingestion
 ) -> VectorStoreFile:
-    added = vector_store_files.attach_files(repo, tenant, vector_store_id, [body], param="file_id")
-    ingestion.start(tenant, vector_store_id, added)
+    vector_store_files.add_files(repo, ingestion, tenant, vector_store_id, [body], param="file_id")
     return vector_store_files.get_store_file(repo, tenant, vector_store_id, body.file_id)
 
 
@@ -122,19 +108,14 @@ def update_store_file(
 
 @router.delete("/{vector_store_id}/files/{file_id}")
 def delete_store_file(vector_store_id: str, file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> DeletedObject:
-    if not vector_store_files.remove_file(repo, blobs, tenant, vector_store_id, file_id):
-        vector_store_files.get_store_file(repo, tenant, vector_store_id, file_id)  # the 404
-    return DeletedObject(id=file_id, object="vector_store.file.deleted")
+    return vector_store_files.delete_store_file(repo, blobs, tenant, vector_store_id, file_id)
 
 
 @router.get("/{vector_store_id}/files/{file_id}/content", response_model=FileContentPage)
 def store_file_content(vector_store_id: str, file_id: str, tenant: Tenant, repo: Repo, blobs: Blobs) -> Response:
-    """The parsed text as one page; a page larger than one response may carry is a redirect to
-    a short-lived S3 URL, which the SDKs follow."""
+    """The parsed text as one page (its JSON as ingestion stored it)."""
     content = vector_store_files.file_content(repo, blobs, tenant, vector_store_id, file_id)
-    if content.redirect_url is not None:
-        return RedirectResponse(content.redirect_url, status_code=307)
-    return Response(content.page_json, media_type="application/json")
+    return download_response(content, "application/json")
 
 
 # ---------------------------------------------------------------- file batches

@@ -21,7 +21,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 # --- errors -------------------------------------------------------------------------------
 
@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 class ExtractionError(Exception):
     """A file whose text we cannot extract; ``code`` is the vector store file's last_error.code."""
 
-    code: ClassVar[str] = "invalid_file"
+    code: ClassVar[Literal["invalid_file", "unsupported_file"]] = "invalid_file"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -39,13 +39,13 @@ class ExtractionError(Exception):
 class UnsupportedFile(ExtractionError):
     """A type we do not parse (``.doc``, ``.pptx``, images, archives, binary data)."""
 
-    code: ClassVar[str] = "unsupported_file"
+    code: ClassVar[Literal["invalid_file", "unsupported_file"]] = "unsupported_file"
 
 
 class InvalidFile(ExtractionError):
     """A supported type whose content is broken, encrypted, wrongly encoded or empty."""
 
-    code: ClassVar[str] = "invalid_file"
+    code: ClassVar[Literal["invalid_file", "unsupported_file"]] = "invalid_file"
 
 
 SUPPORTED_SUMMARY = "PDF, Word (.docx), text, Markdown, HTML, JSON and source code files"

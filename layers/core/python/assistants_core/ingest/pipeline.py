@@ -29,6 +29,7 @@ from ..services.file_batches import is_cancelled
 from ..services.files import file_sk
 from ..services.vector_store_files import (
     content_page,
+    mark_failed,
     release_chunks,
     set_status,
     store_file_sk,
@@ -36,7 +37,7 @@ from ..services.vector_store_files import (
 )
 from ..services.vector_stores import StoreRecord, load_store
 from ..types.file import FileObject
-from ..types.vector_store import AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS, StoreFileError, VectorStoreFile
+from ..types.vector_store import AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS, StoreFileErrorCode, VectorStoreFile
 from ..vectors import ChunkRecord, index_named
 from ..vectors.layout import MAX_TEXT_BYTES
 from .chunking import chunk_text, within_bytes
@@ -192,25 +193,18 @@ def _complete(
 
 
 def _failed(
-    repo: Repository, tenant: str, vector_store_id: str, file_id: str, code: str, message: str
+    repo: Repository, tenant: str, vector_store_id: str, file_id: str, code: StoreFileErrorCode, message: str
 ) -> dict[str, Any]:
     logger.warning(
         "could not ingest a file", extra={"vector_store_id": vector_store_id, "file_id": file_id, "code": code}
     )
-    set_status(
-        repo,
-        tenant,
-        vector_store_id,
-        file_id,
-        "failed",
-        last_error=StoreFileError(code=code, message=message),  # type: ignore[arg-type]
-    )
+    mark_failed(repo, tenant, vector_store_id, file_id, code, message)
     return {"status": "failed", "code": code}
 
 
 def fail_file(repo: Repository, tenant: str, vector_store_id: str, file_id: str, cause: str) -> dict[str, Any]:
     """The state machine gave up on a file (retries ran out, or the function timed out)."""
     logger.error("ingestion failed", extra={"vector_store_id": vector_store_id, "file_id": file_id, "cause": cause})
-    error = StoreFileError(code="server_error", message="The file could not be processed; add it again to retry.")
-    done = set_status(repo, tenant, vector_store_id, file_id, "failed", last_error=error)
+    message = "The file could not be processed; add it again to retry."
+    done = mark_failed(repo, tenant, vector_store_id, file_id, "server_error", message)
     return {"status": "failed" if done else "unchanged"}

@@ -1,19 +1,8 @@
 """Every DynamoDB access pattern of the service, in one place.
 
-One table (see ``docs/data-model.md`` for the why). Every key but the API-key directory starts
-with ``T#<tenant>``, so a request scoped to one tenant cannot name another tenant's item.
-
-====================  ===============================  ================================
-item                  PK                               SK
-====================  ===============================  ================================
-assistant             ``T#<t>``                        ``ASST#<asst_id>``
-thread                ``T#<t>#THREAD#<thread_id>``     ``THREAD``
-message               ``T#<t>#THREAD#<thread_id>``     ``MSG#<msg_id>``
-run                   ``T#<t>#THREAD#<thread_id>``     ``RUN#<run_id>``
-run step              ``T#<t>#THREAD#<thread_id>``     ``STEP#<run_id>#<step_id>``
-run event (SSE log)   ``T#<t>#RUN#<run_id>``           ``EVT#<seq, 10 digits>``
-API key               ``APIKEY``                       ``KEY#<sha256 of the key>``
-====================  ===============================  ================================
+One table (see ``docs/data-model.md`` for its items and the why). Every key but the API-key
+directory starts with ``T#<tenant>``, so a request scoped to one tenant cannot name another
+tenant's item; :mod:`.keys` builds (and reads back) every key.
 
 Each API object is stored whole as JSON in ``doc`` with a ``version`` counter for optimistic
 concurrency. Attributes that conditions and filters need live beside it: ``status`` and
@@ -44,12 +33,15 @@ from .keys import (
     VECTOR_STORE_PREFIX,
     event_sk,
     file_stores_pk,
+    object_id_of,
     run_log_pk,
     step_prefix,
     step_sk,
+    tenant_of,
     tenant_pk,
     thread_pk,
     upload_pk,
+    vector_store_of,
     vector_store_pk,
 )
 from .run_log import EventPage, RunLog
@@ -88,7 +80,10 @@ __all__ = [
     "UPLOAD_PREFIX",
     "VECTOR_STORE_PREFIX",
     "file_stores_pk",
+    "object_id_of",
+    "tenant_of",
     "upload_pk",
+    "vector_store_of",
     "vector_store_pk",
     "API_KEY_PREFIX",
     "API_KEYS_PK",

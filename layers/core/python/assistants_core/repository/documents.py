@@ -157,11 +157,13 @@ class DocumentStore:
         change: Callable[[Doc], Doc | None],
         *,
         attempts: int = 5,
+        **attributes: Any,
     ) -> Doc | None:
         """Read, change and conditionally write back an object, retrying lost races.
 
-        ``change`` gets a copy of the doc and returns the new doc (or raises to abort).
-        Returns None when the object does not exist.
+        ``change`` gets a copy of the doc and returns the new doc (or None to leave it, or raises
+        to abort); ``attributes`` are set beside the doc with it. Returns None when the object
+        does not exist.
         """
         for _ in range(attempts):
             stored = self.get(pk, sk)
@@ -171,7 +173,7 @@ class DocumentStore:
             if new_doc is None:
                 return stored.doc
             try:
-                self.save(pk, sk, new_doc, expected_version=stored.version)
+                self.save(pk, sk, new_doc, expected_version=stored.version, **attributes)
                 return new_doc
             except ConcurrentModification:
                 continue
@@ -194,14 +196,13 @@ class DocumentStore:
     def partition_stored(self, pk: str) -> dict[str, StoredDoc]:
         """:meth:`partition` with versions and attributes, by sort key: one read where a turn
         needs both an object (the run) and everything beside it (the thread's messages)."""
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("PK").eq(pk), "ConsistentRead": True}
-        found: dict[str, StoredDoc] = {}
-        while True:
-            response = self.table.query(**kwargs)
-            found.update((str(item["SK"]), _stored(item)) for item in response["Items"] if "doc" in item)
-            if "LastEvaluatedKey" not in response:
-                return found
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = self._query(KeyConditionExpression=Key("PK").eq(pk), ConsistentRead=True)
+        return {str(item["SK"]): _stored(item) for item in items if "doc" in item}
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item a Query finds, page after page (boto3's paginator)."""
+        for page in self.client.get_paginator("query").paginate(TableName=self.table.name, **kwargs):
+            yield from page["Items"]
 
     def delete_keys(self, keys: Iterable[tuple[str, str]]) -> None:
         """Delete items by key, 25 to a BatchWriteItem (unconditional; missing ones are no-ops)."""
@@ -211,18 +212,9 @@ class DocumentStore:
 
     def delete_partition(self, pk: str) -> None:
         """Delete every item under a partition key (a thread and all it holds)."""
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("PK").eq(pk),
-            "ProjectionExpression": "PK, SK",
-        }
         with self.table.batch_writer() as batch:
-            while True:
-                response = self.table.query(**kwargs)
-                for item in response["Items"]:
-                    batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            for item in self._query(KeyConditionExpression=Key("PK").eq(pk), ProjectionExpression="PK, SK"):
+                batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
 
     def list(
         self,
@@ -385,17 +377,9 @@ class DocumentStore:
     def due_to_expire(self, kind: str, until: int) -> Iterator[tuple[str, str]]:
         """Keys of the objects of ``kind`` whose ``expires_at`` is at or before ``until``, from the
         sparse ``ExpiryIndex`` (eventually consistent, as every GSI read)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": EXPIRY_INDEX,
-            "KeyConditionExpression": Key("expiry_kind").eq(kind) & Key("expires_at").lte(until),
-        }
-        while True:
-            response = self.table.query(**kwargs)
-            for item in response["Items"]:
-                yield str(item["PK"]), str(item["SK"])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        condition = Key("expiry_kind").eq(kind) & Key("expires_at").lte(until)
+        for item in self._query(IndexName=EXPIRY_INDEX, KeyConditionExpression=condition):
+            yield str(item["PK"]), str(item["SK"])
 
     # ------------------------------------------------------------ attributes outside the doc
 

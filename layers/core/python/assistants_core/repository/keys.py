@@ -1,10 +1,20 @@
-"""Every key of the table, built in one place (see ``docs/data-model.md``)."""
+"""Every key of the table, built (and read back) in one place (see ``docs/data-model.md``)."""
 
 from __future__ import annotations
 
 
 def tenant_pk(tenant: str) -> str:
     return f"T#{tenant}"
+
+
+def tenant_of(pk: str) -> str:
+    """The tenant of a :func:`tenant_pk` key."""
+    return pk.removeprefix("T#")
+
+
+def object_id_of(sk: str) -> str:
+    """The id in a sort key made of a prefix and an id (``FILE#file-...`` -> ``file-...``)."""
+    return sk.split("#", 1)[1]
 
 
 def thread_pk(tenant: str, thread_id: str) -> str:
@@ -54,6 +64,12 @@ def upload_pk(tenant: str, upload_id: str) -> str:
 def vector_store_pk(tenant: str, vector_store_id: str) -> str:
     """A store's files and file batches."""
     return f"T#{tenant}#VS#{vector_store_id}"
+
+
+def vector_store_of(pk: str) -> tuple[str, str]:
+    """The tenant and the store of a :func:`vector_store_pk` key."""
+    tenant, _, vector_store_id = tenant_of(pk).rpartition("#VS#")
+    return tenant, vector_store_id
 
 
 def file_stores_pk(tenant: str, file_id: str) -> str:

@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 
 from ..blobs import BlobStore
 from ..ids import now
-from ..repository import Repository
+from ..repository import Repository, object_id_of, tenant_of, vector_store_of
 
 logger = Logger()
 EXPIRY_KIND_FILE = "file"
@@ -50,7 +50,7 @@ def sweep(repo: Repository, blobs: BlobStore, until: int | None = None) -> dict[
     def release(kind: str, pk: str, sk: str) -> bool:
         if kind == EXPIRY_KIND_INGESTION:
             return _fail_overdue_ingestion(repo, pk, sk)
-        tenant, object_id = _tenant_of(pk), sk.split("#", 1)[1]
+        tenant, object_id = tenant_of(pk), object_id_of(sk)
         if kind == EXPIRY_KIND_VECTOR_STORE:
             return expire_vector_store(repo, blobs, tenant, object_id, moment)
         delete_file(repo, blobs, tenant, object_id)
@@ -69,18 +69,12 @@ def sweep(repo: Repository, blobs: BlobStore, until: int | None = None) -> dict[
 
 def _fail_overdue_ingestion(repo: Repository, pk: str, sk: str) -> bool:
     """A store file past its deadline and still in progress: its ingestion was lost."""
-    from ..types.vector_store import StoreFileError
-    from .vector_store_files import set_status
+    from .vector_store_files import mark_failed
 
-    tenant, _, vector_store_id = pk[2:].rpartition("#VS#")  # T#<tenant>#VS#<vs_id>
-    file_id = sk.split("#", 1)[1]
-    error = StoreFileError(code="server_error", message="The file's processing did not finish; add it again.")
-    failed = set_status(repo, tenant, vector_store_id, file_id, "failed", last_error=error)
+    tenant, vector_store_id = vector_store_of(pk)
+    file_id = object_id_of(sk)
+    message = "The file's processing did not finish; add it again."
+    failed = mark_failed(repo, tenant, vector_store_id, file_id, "server_error", message)
     if failed is not None:
         logger.warning("failed a file whose ingestion never finished", extra={"file_id": file_id})
     return failed is not None
-
-
-def _tenant_of(pk: str) -> str:
-    """``T#<tenant>`` -> tenant."""
-    return pk[2:]

@@ -55,7 +55,7 @@ def create_batch(
         # A file that does not exist (checked before any is added): the batch was never answered.
         repo.delete(pk, _sk(batch.id))
         raise
-    if added:
+    if added:  # after the try: a start that fails must not delete the batch its files are in
         ingestion.start(tenant, vector_store_id, added, batch_id=batch.id)
     return get_batch(repo, tenant, vector_store_id, batch.id)
 

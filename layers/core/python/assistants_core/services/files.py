@@ -7,10 +7,9 @@ has its bytes; a crash between the two leaves an object nothing points at, never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..blobs import INLINE_BYTES, BlobStore, file_key
+from ..blobs import BlobStore, Download, file_key
 from ..errors import InvalidRequestError, NotFoundError
 from ..ids import new_id, now
 from ..repository import FILE_PREFIX, Repository, tenant_pk
@@ -18,9 +17,6 @@ from ..types import ListPage
 from ..types.file import DeletedFile, FileExpiresAfter, FileObject
 from .expiry import EXPIRY_KIND_FILE, expiry_attributes
 from .pagination import ListParams, to_list_page
-
-# GET /files/{id}/content answers with the bytes up to this size (a buffered Lambda response
-# is at most 6 MB, base64-encoded), and with a redirect to a short-lived S3 URL above it.
 
 
 def file_sk(file_id: str) -> str:
@@ -114,18 +110,6 @@ def delete_file(repo: Repository, blobs: BlobStore, tenant: str, file_id: str) -
     return DeletedFile(id=file_id)
 
 
-@dataclass(frozen=True)
-class FileContent:
-    """A file's bytes, or where to fetch them when they are too large for one response."""
-
-    file: FileObject
-    data: bytes | None
-    redirect_url: str | None
-
-
-def file_content(repo: Repository, blobs: BlobStore, tenant: str, file_id: str) -> FileContent:
+def file_content(repo: Repository, blobs: BlobStore, tenant: str, file_id: str) -> Download:
     file = get_file(repo, tenant, file_id)
-    key = file_key(tenant, file_id)
-    if file.bytes <= INLINE_BYTES:
-        return FileContent(file, blobs.get(key), None)
-    return FileContent(file, None, blobs.presigned_get(key, filename=file.filename))
+    return blobs.download(file_key(tenant, file_id), file.bytes, filename=file.filename)

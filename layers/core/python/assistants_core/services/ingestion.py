@@ -19,7 +19,6 @@ from aws_lambda_powertools import Logger
 from ..config import boto_config, settings
 from ..errors import ServerError
 from ..repository import Repository
-from ..types.vector_store import StoreFileError
 
 logger = Logger()
 # Files per ingest execution: about a dozen history events each (with retries, more), against
@@ -56,12 +55,13 @@ class IngestionStarter:
 
     def _fail(self, tenant: str, vector_store_id: str, file_ids: list[str]) -> None:
         from ..repository import default_repository
-        from .vector_store_files import set_status
+        from .vector_store_files import mark_failed
 
         repo = self.repo or default_repository()
-        error = StoreFileError(code="server_error", message="The file's processing could not start.")
         for file_id in file_ids:
-            set_status(repo, tenant, vector_store_id, file_id, "failed", last_error=error)
+            mark_failed(
+                repo, tenant, vector_store_id, file_id, "server_error", "The file's processing could not start."
+            )
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from ..embeddings import embedder_for
 from ..errors import InvalidRequestError
 from ..repository import Repository
-from ..types.vector_store import Filter
+from ..types.vector_store import Filter, VectorStoreSearchParams
 from ..vectors import Hit, QueryMode, S3VectorsIndex, Scope, index_named
 from .vector_stores import StoreRecord, load_store, require_active, touch
 
@@ -176,3 +176,19 @@ def search(
     hits = [hit for hit in ranked if hit.score >= score_threshold][:max_results]
     touch(repo, tenant, stores)
     return SearchOutcome(hits=hits, queries=queries, stores=stores)
+
+
+def search_store(repo: Repository, tenant: str, vector_store_id: str, params: VectorStoreSearchParams) -> SearchOutcome:
+    """``POST /vector_stores/{id}/search``: ranker ``none`` ranks by vectors alone."""
+    ranking = params.ranking_options
+    return search(
+        repo,
+        tenant,
+        resolve_stores(repo, tenant, [vector_store_id], "vector_store_id"),
+        params.queries(),
+        max_results=params.max_num_results,
+        condition=params.filters,
+        mode="vector" if ranking is not None and ranking.ranker == "none" else "hybrid",
+        score_threshold=ranking.score_threshold if ranking is not None else 0.0,
+        rewrite_queries=params.rewrite_query,
+    )

@@ -16,8 +16,8 @@ from ..types.message import MessageCreateParams
 from ..types.tools import ToolResources
 from ..types.vector_store import StoreExpiresAfter, VectorStoreCreateParams
 from .files import require_files
-from .ingestion import IngestionStarter, default_ingestion
-from .vector_store_files import attach_files
+from .ingestion import IngestionStarter
+from .vector_store_files import add_files
 from .vector_stores import create_vector_store, load_store
 
 THREAD_STORE_EXPIRY = StoreExpiresAfter(anchor="last_active_at", days=7)
@@ -42,14 +42,14 @@ def resolve(
         search = resources.file_search
         store_ids = list(search.vector_store_ids)
         for helper in search.vector_stores or []:
-            store, added = create_vector_store(
+            store = create_vector_store(
                 repo,
+                ingestion,
                 tenant,
                 VectorStoreCreateParams(
                     file_ids=helper.file_ids, chunking_strategy=helper.chunking_strategy, metadata=helper.metadata
                 ),
             )
-            (ingestion or default_ingestion()).start(tenant, store.id, added)
             store_ids.append(store.id)
         stored["file_search"] = {"vector_store_ids": store_ids}
     return stored
@@ -105,8 +105,7 @@ def index_attachments(
     store_id = _thread_store(repo, tenant, thread_id)
     from ..types.vector_store import VectorStoreFileCreateParams
 
-    added = attach_files(repo, tenant, store_id, [VectorStoreFileCreateParams(file_id=file_id) for file_id in file_ids])
-    (ingestion or default_ingestion()).start(tenant, store_id, added)
+    add_files(repo, ingestion, tenant, store_id, [VectorStoreFileCreateParams(file_id=file_id) for file_id in file_ids])
 
 
 def _thread_store(repo: Repository, tenant: str, thread_id: str) -> str:
@@ -123,8 +122,8 @@ def _thread_store(repo: Repository, tenant: str, thread_id: str) -> str:
                 return str(named[0])
         except NotFoundError:
             pass  # deleted since: the thread gets a new one
-    store, _ = create_vector_store(
-        repo, tenant, VectorStoreCreateParams(name=f"Files of {thread_id}"), expires_after=THREAD_STORE_EXPIRY
+    store = create_vector_store(
+        repo, None, tenant, VectorStoreCreateParams(name=f"Files of {thread_id}"), expires_after=THREAD_STORE_EXPIRY
     )
 
     def record_store(thread: dict[str, Any]) -> dict[str, Any]:

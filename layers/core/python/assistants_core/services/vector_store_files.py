@@ -12,10 +12,9 @@ records before it writes the first one, so removal always knows every key it may
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..blobs import INLINE_BYTES, BlobStore, store_content_key
+from ..blobs import BlobStore, Download, store_content_key
 from ..errors import InvalidRequestError, NotFoundError
 from ..ids import now
 from ..repository import (
@@ -30,20 +29,22 @@ from ..repository import (
     tenant_pk,
     vector_store_pk,
 )
-from ..types import ListPage
+from ..types import DeletedObject, ListPage
 from ..types.vector_store import (
     AttributeValue,
     FileContentPage,
     FileContentPart,
     StoreFileError,
+    StoreFileErrorCode,
     VectorStoreFile,
     VectorStoreFileCreateParams,
     resolved_chunking,
 )
-from ..vectors import chunk_key, index_named
+from ..vectors import chunk_keys, index_named
 from ..vectors.layout import ATTRIBUTE_PREFIX
 from .expiry import EXPIRY_ATTRIBUTES, EXPIRY_KIND_INGESTION, INGESTION_DEADLINE_SECONDS, expiry_attributes
 from .files import require_files
+from .ingestion import IngestionStarter, default_ingestion
 from .pagination import ListParams, to_list_page
 from .vector_stores import StoreRecord, counter, load_store, require_active, store_sk
 
@@ -61,6 +62,29 @@ def _membership_sk(vector_store_id: str) -> str:
     return VECTOR_STORE_PREFIX + vector_store_id
 
 
+def _chunk_count(stored: StoredDoc) -> int:
+    """How many chunks the store file's last ingestion may have written (0 before it began)."""
+    return int(stored.attributes.get("chunk_count", 0))
+
+
+def add_files(
+    repo: Repository,
+    ingestion: IngestionStarter | None,
+    tenant: str,
+    vector_store_id: str,
+    entries: list[VectorStoreFileCreateParams],
+    *,
+    batch_id: str | None = None,
+    param: str = "file_ids[{index}]",
+) -> list[str]:
+    """:func:`attach_files`, then start the ingestion of the files it added (``ingestion``
+    None: this deployment's)."""
+    added = attach_files(repo, tenant, vector_store_id, entries, batch_id=batch_id, param=param)
+    if added:
+        (ingestion or default_ingestion()).start(tenant, vector_store_id, added, batch_id=batch_id)
+    return added
+
+
 def attach_files(
     repo: Repository,
     tenant: str,
@@ -70,8 +94,8 @@ def attach_files(
     batch_id: str | None = None,
     param: str = "file_ids[{index}]",
 ) -> list[str]:
-    """Add files to a store as ``in_progress``; returns the ids of the files added, which the
-    caller hands to ingestion. A file already in the store is left as it is, unless it failed or
+    """Add files to a store as ``in_progress``; returns the ids of the files added, which
+    :func:`add_files` hands to ingestion. A file already in the store is left as it is, unless it failed or
     was cancelled: adding it again starts it again (how a failed file is retried)."""
     record = load_store(repo, tenant, vector_store_id)
     require_active(record)
@@ -151,7 +175,7 @@ def _restart(
     vector_store_id = record.store.id
     pk = vector_store_pk(tenant, vector_store_id)
     # The vectors of its last attempt (its parsed text is overwritten when it completes again).
-    release_vectors(record, vector_store_id, entry.file_id, int(stored.attributes.get("chunk_count", 0)))
+    release_vectors(record, vector_store_id, entry.file_id, _chunk_count(stored))
     old = VectorStoreFile.model_validate(stored.doc)
     moment = now()
     item = old.model_copy(
@@ -288,6 +312,15 @@ def set_status(
     raise ConcurrentModification(f"vector store file {file_id}: too many concurrent changes")
 
 
+def mark_failed(
+    repo: Repository, tenant: str, vector_store_id: str, file_id: str, code: StoreFileErrorCode, message: str
+) -> VectorStoreFile | None:
+    """A store file still in progress ends ``failed`` with ``last_error``; None if it had left
+    ``in_progress`` meanwhile (completed, cancelled, removed)."""
+    error = StoreFileError(code=code, message=message)
+    return set_status(repo, tenant, vector_store_id, file_id, "failed", last_error=error)
+
+
 def update_attributes(
     repo: Repository, tenant: str, vector_store_id: str, file_id: str, attributes: dict[str, AttributeValue] | None
 ) -> VectorStoreFile:
@@ -303,9 +336,7 @@ def update_attributes(
         except ConcurrentModification:
             continue
         if item.status == "completed":
-            write_chunk_attributes(
-                record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)), item.attributes or {}
-            )
+            write_chunk_attributes(record, vector_store_id, file_id, _chunk_count(stored), item.attributes or {})
         return item
     raise ConcurrentModification(f"vector store file {file_id}: too many concurrent changes")
 
@@ -313,7 +344,7 @@ def update_attributes(
 def write_chunk_attributes(
     record: StoreRecord, vector_store_id: str, file_id: str, chunk_count: int, attributes: dict[str, AttributeValue]
 ) -> None:
-    keys = [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
+    keys = chunk_keys(vector_store_id, file_id, chunk_count)
     if keys:
         index_named(record.index).rewrite_metadata(
             keys, {ATTRIBUTE_PREFIX + k: v for k, v in attributes.items()}, remove_prefix=ATTRIBUTE_PREFIX
@@ -321,7 +352,7 @@ def write_chunk_attributes(
 
 
 def release_vectors(record: StoreRecord, vector_store_id: str, file_id: str, chunk_count: int) -> None:
-    keys = [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
+    keys = chunk_keys(vector_store_id, file_id, chunk_count)
     if keys:
         index_named(record.index).delete(keys)
 
@@ -344,7 +375,7 @@ def remove_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
         stored = repo.get(pk, store_file_sk(file_id))
         if stored is None:
             return False
-        release_chunks(blobs, tenant, record, vector_store_id, file_id, int(stored.attributes.get("chunk_count", 0)))
+        release_chunks(blobs, tenant, record, vector_store_id, file_id, _chunk_count(stored))
         item = VectorStoreFile.model_validate(stored.doc)
         moves = {counter(item.status): -1, counter("total"): -1, "usage_bytes": -item.usage_bytes}
         try:
@@ -359,6 +390,15 @@ def remove_file(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id
             continue
         return True
     raise ConcurrentModification(f"vector store file {file_id}: too many concurrent changes")
+
+
+def delete_store_file(
+    repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str
+) -> DeletedObject:
+    """Take a file out of a store (the file itself stays); a 404 if it is not in it."""
+    if not remove_file(repo, blobs, tenant, vector_store_id, file_id):
+        load_store_file(repo, tenant, vector_store_id, file_id)  # raises the store's or the file's 404
+    return DeletedObject(id=file_id, object="vector_store.file.deleted")
 
 
 def detach_from_all_stores(repo: Repository, blobs: BlobStore, tenant: str, file_id: str) -> None:
@@ -381,9 +421,7 @@ def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRe
     pk = vector_store_pk(tenant, vector_store_id)
     files = {sk[len(FILE_PREFIX) :]: s for sk, s in repo.partition_stored(pk).items() if sk.startswith(FILE_PREFIX)}
     keys = [
-        chunk_key(vector_store_id, file_id, n)
-        for file_id, stored in files.items()
-        for n in range(int(stored.attributes.get("chunk_count", 0)))
+        key for file_id, stored in files.items() for key in chunk_keys(vector_store_id, file_id, _chunk_count(stored))
     ]
     if keys:
         index_named(record.index).delete(keys)
@@ -400,18 +438,9 @@ def release_all(repo: Repository, blobs: BlobStore, tenant: str, record: StoreRe
     repo.update_attributes(tenant_pk(tenant), store_sk(vector_store_id), set_values={"usage_bytes": 0})
 
 
-@dataclass(frozen=True)
-class StoreFileContent:
-    """A store file's content page as JSON, or where to fetch it when it is too large for one response."""
-
-    page_json: bytes | None
-    redirect_url: str | None
-
-
-def file_content(
-    repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str
-) -> StoreFileContent:
-    """The text parsed from a store file: the page ingestion stored (none once its store expired)."""
+def file_content(repo: Repository, blobs: BlobStore, tenant: str, vector_store_id: str, file_id: str) -> Download:
+    """The text parsed from a store file: the page ingestion stored as JSON (an empty page once
+    its store expired)."""
     item = get_store_file(repo, tenant, vector_store_id, file_id)
     if item.status != "completed":
         raise InvalidRequestError(
@@ -422,10 +451,8 @@ def file_content(
     key = store_content_key(tenant, vector_store_id, file_id)
     size = blobs.size(key)
     if size is None:
-        return StoreFileContent(FileContentPage(data=[]).model_dump_json().encode(), None)
-    if size <= INLINE_BYTES:
-        return StoreFileContent(blobs.get(key), None)
-    return StoreFileContent(None, blobs.presigned_get(key, content_type="application/json"))
+        return Download(FileContentPage(data=[]).model_dump_json().encode(), None)
+    return blobs.download(key, size, content_type="application/json")
 
 
 def content_page(text: str) -> bytes:

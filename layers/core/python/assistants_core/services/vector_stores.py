@@ -38,7 +38,8 @@ from ..types.vector_store import (
     VectorStoreUpdateParams,
 )
 from .expiry import EXPIRY_ATTRIBUTES, EXPIRY_KIND_VECTOR_STORE, expiry_attributes
-from .pagination import ListParams
+from .ingestion import IngestionStarter
+from .pagination import ListParams, to_list_page
 
 DAY = 24 * 3600
 # last_active_at moves at most this often: every search and run would otherwise write the store.
@@ -126,16 +127,17 @@ def require_active(record: StoreRecord, param: str = "vector_store_id") -> None:
 
 def create_vector_store(
     repo: Repository,
+    ingestion: IngestionStarter | None,
     tenant: str,
     params: VectorStoreCreateParams,
     *,
     expires_after: StoreExpiresAfter | None = None,
-) -> tuple[VectorStore, list[str]]:
-    """Create a store and add ``file_ids`` to it; returns the store and the files to ingest.
+) -> VectorStore:
+    """Create a store, add ``file_ids`` to it and start their ingestion.
 
     ``expires_after`` overrides the request's (a thread's store from message attachments)."""
     from .files import require_files
-    from .vector_store_files import attach_files
+    from .vector_store_files import add_files
 
     if params.file_ids:
         require_files(repo, tenant, params.file_ids, "file_ids[{index}]")
@@ -163,8 +165,8 @@ def create_vector_store(
     entries = [
         VectorStoreFileCreateParams(file_id=f, chunking_strategy=params.chunking_strategy) for f in params.file_ids
     ]
-    added = attach_files(repo, tenant, store.id, entries) if entries else []
-    return get_vector_store(repo, tenant, store.id), added
+    add_files(repo, ingestion, tenant, store.id, entries)
+    return get_vector_store(repo, tenant, store.id)
 
 
 def get_vector_store(repo: Repository, tenant: str, vector_store_id: str) -> VectorStore:
@@ -213,8 +215,6 @@ def delete_vector_store(repo: Repository, blobs: BlobStore, tenant: str, vector_
 
 def list_vector_stores(repo: Repository, tenant: str, params: ListParams) -> ListPage[VectorStore]:
     """One page of stores; counts and usage come from each item, so a page is one Query."""
-    from .pagination import to_list_page
-
     page = repo.list_stored(tenant_pk(tenant), VECTOR_STORE_PREFIX, **params.query())
     stores = [_materialize(stored).model_dump(mode="json") for stored in page.items]
     return to_list_page(Page(items=stores, has_more=page.has_more), VectorStore)

@@ -274,8 +274,11 @@ class VectorStore(ObjectModel):
         return data
 
 
+StoreFileErrorCode = Literal["server_error", "unsupported_file", "invalid_file"]
+
+
 class StoreFileError(ObjectModel):
-    code: Literal["server_error", "unsupported_file", "invalid_file"]
+    code: StoreFileErrorCode
     message: str
 
 

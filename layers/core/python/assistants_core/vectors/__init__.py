@@ -1,7 +1,7 @@
 """The chunk index: how chunks are laid out in S3 Vectors (:mod:`.layout`) and the adapter that
 writes and queries them (:mod:`.s3vectors`), the same code on AWS and in the local stack."""
 
-from .layout import ChunkRecord, Hit, Scope, attribute_filter, chunk_key, scoped_filter
+from .layout import ChunkRecord, Hit, Scope, attribute_filter, chunk_key, chunk_keys, scoped_filter
 from .s3vectors import QueryMode, S3VectorsIndex, index_named
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Scope",
     "attribute_filter",
     "chunk_key",
+    "chunk_keys",
     "index_named",
     "scoped_filter",
 ]

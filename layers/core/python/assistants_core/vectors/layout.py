@@ -43,6 +43,11 @@ def chunk_key(vector_store_id: str, file_id: str, chunk: int) -> str:
     return f"{vector_store_id}/{file_id}/{chunk}"
 
 
+def chunk_keys(vector_store_id: str, file_id: str, chunk_count: int) -> list[str]:
+    """Every key a file's ingestion wrote (``chunk_count`` is recorded before the first)."""
+    return [chunk_key(vector_store_id, file_id, n) for n in range(chunk_count)]
+
+
 @dataclass(frozen=True)
 class ChunkRecord:
     """One chunk as it is written to the index."""

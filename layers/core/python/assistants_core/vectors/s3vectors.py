@@ -79,8 +79,10 @@ class S3VectorsIndex:
     # ------------------------------------------------------------ vectors
 
     def put(self, records: Iterable[ChunkRecord]) -> None:
-        items = [{"key": r.key, "data": {"float32": r.vector}, "metadata": r.metadata()} for r in records]
-        for batch in _batches(items, PUT_BATCH):
+        self._put([{"key": r.key, "data": {"float32": r.vector}, "metadata": r.metadata()} for r in records])
+
+    def _put(self, vectors: list[dict[str, Any]]) -> None:
+        for batch in _batches(vectors, PUT_BATCH):
             self.client.put_vectors(**self._names(), vectors=batch)
 
     def delete(self, keys: list[str]) -> None:
@@ -102,8 +104,7 @@ class S3VectorsIndex:
         for vector in self.get(keys):
             metadata = {k: v for k, v in (vector.get("metadata") or {}).items() if not k.startswith(remove_prefix)}
             updated.append({"key": vector["key"], "data": vector["data"], "metadata": {**metadata, **change}})
-        for batch in _batches(updated, PUT_BATCH):
-            self.client.put_vectors(**self._names(), vectors=batch)
+        self._put(updated)
 
     def query(
         self,
