@@ -4,8 +4,9 @@
 not by hand) runs:
 
 - moto in server mode on port P: DynamoDB, Step Functions executing the real ASL, Lambda's
-  control plane, IAM, with the fixes and additions of :mod:`local.emulator`;
-- the template's resources (tables, role, functions, state machines), created in it;
+  control plane, IAM, S3 and S3 Vectors, with the fixes and additions of :mod:`local.emulator`;
+- the template's resources, created in it: tables, role, functions, state machines, S3 buckets
+  (with their encryption, public access block and policy), S3 Vectors buckets and indexes;
 - the Lambda runtime of the functions named by ``--functions`` (those Step Functions invokes):
   moto cannot run code without Docker, so its Lambda invoke calls the real handler here.
 
@@ -34,10 +35,10 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import schedules
+from . import emulator, schedules
 from . import template as cfn
 from .emulator import stepfunctions
-from .lambda_runtime import FAULTS_PATH, Functions, api_error, apply_function_environment, free_port, planned_resolver
+from .lambda_runtime import FAULTS_PATH, Functions, api_error, apply_function_environment, free_port
 
 ROLE_ARN = f"arn:aws:iam::{cfn.ACCOUNT}:role/local-stack"
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -58,17 +59,8 @@ class EmulatedAWS:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         from .emulator.server import SerializedMotoServer  # imports moto: after MOTO_PORT is set
 
-        stepfunctions.cache_asl_parsing()
-        stepfunctions.share_service_clients()
-        from .emulator.dynamodb_item_size import install as item_size_as_dynamodb_measures_it
-        from .emulator.dynamodb_transactions import install as cheap_transactions
-        from .emulator.s3vectors import install as s3vectors_as_aws_documents
-
-        cheap_transactions()
-        item_size_as_dynamodb_measures_it()
-        s3vectors_as_aws_documents()
-        self._server = SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False, routes=routes)
-        self._server.start()
+        emulator.install()
+        SerializedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False, routes=routes).start()
         request = urllib.request.Request(
             f"{self.endpoint_url}/moto-api/config",
             data=json.dumps(
@@ -79,17 +71,14 @@ class EmulatedAWS:
         )
         urllib.request.urlopen(request, timeout=10).read()
 
-    def stop(self) -> None:
-        self._server.stop()
-
     def client(self, service: str) -> Any:
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=cfn.REGION)
 
     def create_resources(self, template: dict[str, Any]) -> cfn.Resolver:
-        """Create the template's resources in moto; they get the names :func:`planned_resolver` says."""
-        resolver = planned_resolver(template)
+        """Create the template's resources in moto, named as :func:`local.template.planned_resolver` plans."""
+        resolver = cfn.planned_resolver(template)
         created: dict[str, str] = {}
         cfn.create_tables(self.client("dynamodb"), template)
         self.client("iam").create_role(
@@ -157,12 +146,12 @@ class EmulatedAWS:
                 s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
         vectors = self.client("s3vectors")
         for name in cfn.resources(template, "AWS::S3Vectors::VectorBucket"):
-            vectors.create_vector_bucket(vectorBucketName=resolver.ref(name).rsplit("/", 1)[-1])
+            vectors.create_vector_bucket(vectorBucketName=cfn.bucket_name(name))
         for resource in cfn.resources(template, "AWS::S3Vectors::Index").values():
             props = resolver.resolve(resource["Properties"])
             metadata = props.get("MetadataConfiguration") or {}
             vectors.create_index(
-                vectorBucketName=str(props["VectorBucketArn"]).rsplit("/", 1)[-1],
+                vectorBucketArn=props["VectorBucketArn"],
                 indexName=props["IndexName"],
                 dataType=props["DataType"],
                 dimension=int(props["Dimension"]),

@@ -12,7 +12,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,6 @@ from . import template as cfn
 from .lambda_runtime import FAULTS_PATH, Functions, api_error
 
 Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
 # API Gateway's own limit on a request body (REST APIs): larger is REQUEST_TOO_LARGE.
@@ -145,9 +144,8 @@ class Gateway:
         if path == FAULTS_PATH and method == "POST":
             return await self._inject_fault(receive, send)
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
-        if route is None:
-            status, body = api_error(404, f"Invalid URL ({method} {path})")
-            return await _respond(send, status, body)
+        if route is None:  # API Gateway's answer to a method and path no route has
+            return await self._gateway_response(send, "MISSING_AUTHENTICATION_TOKEN", 403)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"x-amzn-request-context"]
         length = next((v for k, v in headers if k.lower() == b"content-length"), b"")
         if length.isdigit() and int(length) > MAX_PAYLOAD_BYTES:

@@ -53,7 +53,7 @@ class LambdaContext:
 
     @property
     def invoked_function_arn(self) -> str:
-        return function_arn(self.function_name)
+        return cfn.function_arn(self.function_name)
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.time()) * 1000))
@@ -129,39 +129,3 @@ def apply_function_environment(specs: dict[str, cfn.FunctionSpec], resolver: cfn
             merged[name] = resolved
     for name, value in merged.items():
         os.environ.setdefault(name, value)
-
-
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{cfn.REGION}:{cfn.ACCOUNT}:function:{name}"
-
-
-def planned_resolver(template: dict[str, Any]) -> cfn.Resolver:
-    """The physical names and ARNs the emulated AWS gives the template's resources.
-
-    Known in advance, so the API process can set its functions' environment and import them
-    while the emulated AWS is still starting; :meth:`EmulatedAWS.create_resources` checks that
-    moto gives exactly these.
-    """
-    physical = cfn.parameter_values(template)
-    physical.update({name: name for name in cfn.table_definitions(template)})
-    arns: dict[str, str] = {}
-    for name in cfn.resources(template, "AWS::Serverless::Function"):
-        physical[name] = name
-        arns[name] = function_arn(name)
-    for name in cfn.resources(template, "AWS::Serverless::StateMachine"):
-        arn = f"arn:aws:states:{cfn.REGION}:{cfn.ACCOUNT}:stateMachine:{name}"
-        physical[name] = arn  # !Ref of a state machine is its ARN
-        arns[name] = arn
-    for name in cfn.resources(template, "AWS::S3::Bucket"):
-        physical[name] = bucket_name(name)  # !Ref of a bucket is its name
-        arns[name] = f"arn:aws:s3:::{bucket_name(name)}"
-    for name in cfn.resources(template, "AWS::S3Vectors::VectorBucket"):
-        arn = f"arn:aws:s3vectors:{cfn.REGION}:{cfn.ACCOUNT}:bucket/{bucket_name(name)}"
-        physical[name] = arn  # !Ref of a vector bucket is its ARN
-        arns[name] = arn
-    return cfn.Resolver(physical, arns)
-
-
-def bucket_name(logical_id: str) -> str:
-    """The local name of a bucket the template leaves CloudFormation to name (lowercase, as S3 wants)."""
-    return logical_id.lower()

@@ -31,7 +31,7 @@ from typing import Any
 from . import template as cfn
 from .aws import AWSProcess
 from .gateway import Gateway, gateway_functions
-from .lambda_runtime import Functions, apply_function_environment, planned_resolver
+from .lambda_runtime import Functions, apply_function_environment
 
 
 def tenant_for_open_key(api_key: str) -> str:
@@ -39,18 +39,14 @@ def tenant_for_open_key(api_key: str) -> str:
 
 
 def parse_key_list(raw: str) -> dict[str, str]:
-    keys = {}
-    for entry in filter(None, (part.strip() for part in raw.split(","))):
-        key, _, tenant = entry.partition("=")
-        keys[key.strip()] = tenant.strip() or tenant_for_open_key(key.strip())
-    return keys
+    """``ASSISTANTS_API_KEYS`` as key -> tenant; a bare key is its own tenant."""
+    return {key: tenant or tenant_for_open_key(key) for key, tenant in cfn.parse_assignments(raw).items()}
 
 
 @dataclass
 class LocalStack:
     app: Gateway
     aws: AWSProcess
-    functions: Functions
 
 
 def build(aws_port: int | None = None) -> LocalStack:
@@ -77,7 +73,7 @@ def build(aws_port: int | None = None) -> LocalStack:
     aws.start(name for name in specs if name not in served_here)  # inherits the environment so far
     try:
         functions = Functions({name: spec for name, spec in specs.items() if name in served_here})
-        apply_function_environment(functions.specs, planned_resolver(template))
+        apply_function_environment(functions.specs, cfn.planned_resolver(template))
         functions.load_all()  # while the emulated AWS starts, on another core
         aws.wait_ready()
 
@@ -100,7 +96,7 @@ def build(aws_port: int | None = None) -> LocalStack:
     except BaseException:
         aws.stop()
         raise
-    return LocalStack(app=gateway, aws=aws, functions=functions)
+    return LocalStack(app=gateway, aws=aws)
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

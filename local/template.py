@@ -1,7 +1,8 @@
 """Read `template.yaml` so the local stack and tests build their resources from it.
 
 The emulated tables, state machine and functions come from the template itself, never from a
-second hand-kept definition, so the local stack and AWS cannot drift apart.
+second hand-kept definition, so the local stack and AWS cannot drift apart. The names and ARNs
+the emulated AWS gives them (where CloudFormation would generate one) are planned here too.
 """
 
 from __future__ import annotations
@@ -60,11 +61,6 @@ class FunctionSpec:
     environment: dict[str, Any]
     events: dict[str, dict[str, Any]]
 
-    @property
-    def name(self) -> str:
-        """The local function name; on AWS CloudFormation generates one."""
-        return self.logical_id
-
 
 # What the local stack deploys with where a template default would need AWS: an embedding model
 # that works offline (its weights ship in its package), and its index. LOCAL_PARAMETERS
@@ -82,12 +78,21 @@ def parameter_values(template: dict[str, Any] | None = None) -> dict[str, str]:
     template = template or load_template()
     values = {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
     values.update({k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in values})
-    for entry in filter(None, (part.strip() for part in os.environ.get("LOCAL_PARAMETERS", "").split(","))):
-        name, _, value = entry.partition("=")
-        if name.strip() not in values:
-            raise ValueError(f"LOCAL_PARAMETERS names {name.strip()!r}, which template.yaml does not declare")
-        values[name.strip()] = value.strip()
+    for name, value in parse_assignments(os.environ.get("LOCAL_PARAMETERS", "")).items():
+        if name not in values:
+            raise ValueError(f"LOCAL_PARAMETERS names {name!r}, which template.yaml does not declare")
+        values[name] = value
     return values
+
+
+def parse_assignments(raw: str) -> dict[str, str]:
+    """``"Name=value,Name2=value2"`` as a dict, spaces around each part dropped; a later
+    ``Name`` wins, and one without ``=`` gets the empty string."""
+    assignments: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, value = entry.partition("=")
+        assignments[name.strip()] = value.strip()
+    return assignments
 
 
 def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
@@ -198,6 +203,43 @@ class Resolver:
             logical, attribute = name.split(".", 1)
             return self.get_att(logical, attribute)
         return self.ref(name)
+
+
+def function_arn(name: str) -> str:
+    """The local ARN of a function, named by its logical id (on AWS CloudFormation names it)."""
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def planned_resolver(template: dict[str, Any]) -> Resolver:
+    """The physical names and ARNs the emulated AWS gives the template's resources.
+
+    Known in advance, so the API process can set its functions' environment and import them
+    while the emulated AWS is still starting; :meth:`local.aws.EmulatedAWS.create_resources`
+    checks that moto gives exactly these.
+    """
+    physical = parameter_values(template)
+    physical.update({name: name for name in table_definitions(template)})
+    arns: dict[str, str] = {}
+    for name in resources(template, "AWS::Serverless::Function"):
+        physical[name] = name
+        arns[name] = function_arn(name)
+    for name in resources(template, "AWS::Serverless::StateMachine"):
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        physical[name] = arn  # !Ref of a state machine is its ARN
+        arns[name] = arn
+    for name in resources(template, "AWS::S3::Bucket"):
+        physical[name] = bucket_name(name)  # !Ref of a bucket is its name
+        arns[name] = f"arn:aws:s3:::{bucket_name(name)}"
+    for name in resources(template, "AWS::S3Vectors::VectorBucket"):
+        arn = f"arn:aws:s3vectors:{REGION}:{ACCOUNT}:bucket/{bucket_name(name)}"
+        physical[name] = arn  # !Ref of a vector bucket is its ARN
+        arns[name] = arn
+    return Resolver(physical, arns)
+
+
+def bucket_name(logical_id: str) -> str:
+    """The local name of a bucket the template leaves CloudFormation to name (lowercase, as S3 wants)."""
+    return logical_id.lower()
 
 
 def state_machine_definition(logical_id: str, resolver: Resolver, template: dict[str, Any] | None = None) -> str:

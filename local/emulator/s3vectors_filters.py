@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .s3vectors_store import ValidationException
+from moto.s3vectors.exceptions import ValidationError
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 MAX_ENHANCED_CONSTRAINTS = 100  # the index-mode guide asks for 100 or fewer on ENHANCED indexes
@@ -23,11 +23,12 @@ _MISSING = object()
 
 
 def compile_filter(document: Any, *, filterable: Callable[[str], bool], enhanced: bool) -> Predicate:
-    """The predicate a filter document stands for; raises ValidationException if AWS would refuse it."""
+    """The predicate a filter document stands for; raises ValidationError (AWS's
+    ValidationException) if AWS would refuse it."""
     compiler = _Compiler(filterable, enhanced)
     predicate = compiler.node(document, "filter")
     if enhanced and compiler.constraints > MAX_ENHANCED_CONSTRAINTS:
-        raise ValidationException(
+        raise ValidationError(
             f"Invalid filter: {compiler.constraints} constraints, more than the {MAX_ENHANCED_CONSTRAINTS} "
             "an ENHANCED index accepts"
         )
@@ -66,20 +67,20 @@ class _Compiler:
 
     def node(self, document: Any, path: str) -> Predicate:
         if not isinstance(document, dict):
-            raise ValidationException(f"Invalid filter at {path}: expected an object")
+            raise ValidationError(f"Invalid filter at {path}: expected an object")
         parts: list[Predicate] = []
         for name, value in document.items():
             if name in ("$and", "$or"):
                 parts.append(self.logical(name, value, f"{path}.{name}"))
             elif name.startswith("$"):
-                raise ValidationException(f"Invalid filter at {path}: unsupported operator {name}")
+                raise ValidationError(f"Invalid filter at {path}: unsupported operator {name}")
             else:
                 parts.append(self.field(name, value, f"{path}.{name}"))
         return _all(parts)
 
     def logical(self, operator: str, value: Any, path: str) -> Predicate:
         if not isinstance(value, list) or not value:
-            raise ValidationException(f"Invalid filter at {path}: {operator} takes a non-empty array of filters")
+            raise ValidationError(f"Invalid filter at {path}: {operator} takes a non-empty array of filters")
         parts = [self.node(item, f"{path}[{i}]") for i, item in enumerate(value)]
         if operator == "$and":
             return _all(parts)
@@ -87,18 +88,18 @@ class _Compiler:
 
     def field(self, key: str, condition: Any, path: str) -> Predicate:
         if not self.filterable(key):
-            raise ValidationException(f"Invalid filter at {path}: metadata key '{key}' is non-filterable")
+            raise ValidationError(f"Invalid filter at {path}: metadata key '{key}' is non-filterable")
         if not isinstance(condition, dict):
             return self.comparison(key, "$eq", condition, path)
         if not condition:
-            raise ValidationException(f"Invalid filter at {path}: expected at least one operator")
+            raise ValidationError(f"Invalid filter at {path}: expected at least one operator")
         return _all([self.comparison(key, op, operand, f"{path}.{op}") for op, operand in condition.items()])
 
     def comparison(self, key: str, op: str, operand: Any, path: str) -> Predicate:
         self.constraints += 1
         if op in ("$eq", "$ne"):
             if not _is_primitive(operand):
-                raise ValidationException(f"Invalid filter at {path}: {op} takes a string, number or boolean")
+                raise ValidationError(f"Invalid filter at {path}: {op} takes a string, number or boolean")
             target = _norm(operand)
 
             def eq(metadata: Mapping[str, Any]) -> bool:
@@ -108,12 +109,12 @@ class _Compiler:
             return eq if op == "$eq" else _negate(eq)
         if op in ("$gt", "$gte", "$lt", "$lte"):
             if not _is_number(operand):
-                raise ValidationException(f"Invalid filter at {path}: {op} takes a number")
+                raise ValidationError(f"Invalid filter at {path}: {op} takes a number")
             compare = _ORDERINGS[op]
             return lambda metadata: any(_is_number(v) and compare(v, operand) for v in _elements(metadata, key) or ())
         if op in ("$in", "$nin"):
             if not isinstance(operand, list) or not operand or not all(_is_primitive(v) for v in operand):
-                raise ValidationException(f"Invalid filter at {path}: {op} takes a non-empty array of primitives")
+                raise ValidationError(f"Invalid filter at {path}: {op} takes a non-empty array of primitives")
             members = {_norm(v) for v in operand}
 
             def within(metadata: Mapping[str, Any]) -> bool:
@@ -122,17 +123,17 @@ class _Compiler:
             return within if op == "$in" else _negate(within)
         if op == "$exists":
             if not isinstance(operand, bool):
-                raise ValidationException(f"Invalid filter at {path}: $exists takes a boolean")
+                raise ValidationError(f"Invalid filter at {path}: $exists takes a boolean")
             return lambda metadata: (key in metadata) == operand
         if op == "$startsWith":
             if not self.enhanced:
-                raise ValidationException(f"Invalid filter at {path}: $startsWith needs an index in ENHANCED mode")
+                raise ValidationError(f"Invalid filter at {path}: $startsWith needs an index in ENHANCED mode")
             if not isinstance(operand, str):
-                raise ValidationException(f"Invalid filter at {path}: $startsWith takes a string")
+                raise ValidationError(f"Invalid filter at {path}: $startsWith takes a string")
             return lambda metadata: any(
                 isinstance(v, str) and v.startswith(operand) for v in _elements(metadata, key) or ()
             )
-        raise ValidationException(f"Invalid filter at {path}: unsupported operator {op}")
+        raise ValidationError(f"Invalid filter at {path}: unsupported operator {op}")
 
 
 _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {

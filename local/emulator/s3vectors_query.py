@@ -18,7 +18,6 @@ hybrid need an ENHANCED index. Choices the documentation leaves open, made here:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from moto.s3vectors.exceptions import ValidationError
 
 from .s3vectors_filters import compile_filter
 from .s3vectors_store import (
@@ -37,8 +37,11 @@ from .s3vectors_store import (
     IndexState,
     Matrix,
     Record,
-    ValidationException,
+    enum_param,
+    int_param,
     invalid,
+    page_position,
+    page_token,
     vector_array,
 )
 from .s3vectors_text import text_index
@@ -94,9 +97,7 @@ _sessions_lock = threading.Lock()
 
 def query(state: IndexState, index_arn: str, params: dict[str, Any]) -> dict[str, Any]:
     """The QueryVectors response body for ``params`` (the request's JSON)."""
-    top_k = params.get("topK")
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-        raise invalid("/topK", f"Member must be between 1 and {MAX_TOP_K}, inclusive")
+    top_k = int_param(params.get("topK"), "/topK", 1, MAX_TOP_K)
     texts = params.get("queryTexts") or []
     vector = params.get("queryVector")
     fingerprint = _fingerprint(index_arn, params)
@@ -123,25 +124,23 @@ def query(state: IndexState, index_arn: str, params: dict[str, Any]) -> dict[str
 
 def _rank(state: IndexState, top_k: int, vector: Any, texts: list[Any], params: dict[str, Any]) -> list[Hit]:
     """All ``top_k`` results of a query, best first (the caller holds the index's lock)."""
-    mode = params.get("queryMode") or state.mode
-    if mode not in INDEX_MODES:
-        raise invalid("/queryMode", f"Member must satisfy enum value set: [{', '.join(INDEX_MODES)}]")
+    mode = enum_param(params.get("queryMode") or state.mode, "/queryMode", INDEX_MODES)
     if mode == CLASSIC and state.mode == ENHANCED:
-        raise ValidationException("queryMode CLASSIC cannot be used with an index in ENHANCED mode")
+        raise ValidationError("queryMode CLASSIC cannot be used with an index in ENHANCED mode")
     if vector is None and not texts:
-        raise ValidationException("A query must include queryVector, queryTexts, or both")
+        raise ValidationError("A query must include queryVector, queryTexts, or both")
     if texts and state.mode != ENHANCED:
-        raise ValidationException("Full-text and hybrid search require a vector index in ENHANCED mode")
+        raise ValidationError("Full-text and hybrid search require a vector index in ENHANCED mode")
     _check_texts(state, texts)
+    matrix = state.matrix()
     distances = None
     if vector is not None:
         values = vector.get("float32") if isinstance(vector, dict) else None
         if not isinstance(values, list):
             raise invalid("/queryVector", "Member must contain float32 vector data")
         query_array = vector_array(values, state.dimension, state.metric, "Invalid query vector")
-        distances = _distances(state.matrix(), query_array, state.metric)
+        distances = _distances(matrix, query_array, state.metric)
 
-    matrix = state.matrix()
     mask = np.ones(len(matrix.keys), dtype=bool)
     document = params.get("filter")
     if document is not None:
@@ -225,9 +224,9 @@ def _check_texts(state: IndexState, texts: Any) -> None:
                 "/queryTexts/text", f"Member must have length between 1 and {MAX_QUERY_TEXT_CHARS}, inclusive"
             )
         if not isinstance(key, str) or key not in state.text_search:
-            raise ValidationException(f"Metadata key '{key}' is not configured for full-text search on this index")
+            raise ValidationError(f"Metadata key '{key}' is not configured for full-text search on this index")
         if key in seen:
-            raise ValidationException(f"Metadata key '{key}' appears more than once in queryTexts")
+            raise ValidationError(f"Metadata key '{key}' appears more than once in queryTexts")
         seen.add(key)
 
 
@@ -264,16 +263,11 @@ def _session_token(fingerprint: str, hits: list[Hit], offset: int, previous: str
                 del _sessions[stale]
             session_id = secrets.token_hex(16)
             _sessions[session_id] = _Session(fingerprint, hits, now + SESSION_SECONDS)
-    raw = json.dumps({"session": session_id, "offset": offset}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return page_token({"session": session_id, "offset": offset})
 
 
 def _decode(token: str) -> tuple[str, int]:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return str(decoded["session"]), int(decoded["offset"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValidationException("The provided nextToken is not valid") from error
+    return page_position(token, lambda position: (str(position["session"]), int(position["offset"])))
 
 
 def _resume(token: str, fingerprint: str) -> tuple[list[Hit], int]:
@@ -281,7 +275,7 @@ def _resume(token: str, fingerprint: str) -> tuple[list[Hit], int]:
     with _sessions_lock:
         session = _sessions.get(session_id)
     if session is None or session.expires < time.monotonic():
-        raise ValidationException("The provided nextToken has expired; issue the original query again")
+        raise ValidationError("The provided nextToken has expired; issue the original query again")
     if session.fingerprint != fingerprint:
-        raise ValidationException("A request with a nextToken must repeat the original query's parameters")
+        raise ValidationError("A request with a nextToken must repeat the original query's parameters")
     return session.hits, offset

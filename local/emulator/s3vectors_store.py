@@ -9,16 +9,18 @@ limits AWS documents (s3-vectors-limitations) and rejected whole, as AWS does.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from moto.core.exceptions import ServiceException
+from moto.s3vectors.exceptions import ValidationError
 
 # Buckets created before this date default to CLASSIC and may use it; later ones are ENHANCED only.
 CLASSIC_CUTOFF = datetime(2026, 9, 30, tzinfo=UTC)
@@ -44,23 +46,46 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class ValidationException(ServiceException):
-    """AWS's 400 for a request that breaks a documented constraint."""
-
-    code = "ValidationException"
-
-
 class ConflictException(ServiceException):
     """AWS's 409: the name is taken, or the change conflicts with the index's current state."""
 
     code = "ConflictException"
 
 
-def invalid(path: str, constraint: str) -> ValidationException:
-    """A ValidationException worded like AWS's Smithy validation messages."""
-    return ValidationException(
-        f"1 validation error detected. Value at '{path}' failed to satisfy constraint: {constraint}"
-    )
+def invalid(path: str, constraint: str) -> ValidationError:
+    """AWS's ValidationException (moto's ValidationError: its code, and a message is all else that
+    reaches the client), worded like AWS's Smithy validation messages."""
+    return ValidationError(f"1 validation error detected. Value at '{path}' failed to satisfy constraint: {constraint}")
+
+
+def int_param(value: Any, path: str, low: int, high: int, default: int | None = None) -> int:
+    """An integer request member between ``low`` and ``high``; ``default`` when it is absent (if given)."""
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise invalid(path, f"Member must be between {low} and {high}, inclusive")
+    return value
+
+
+def enum_param(value: Any, path: str, allowed: Sequence[str]) -> str:
+    """A request member that must be one of ``allowed``."""
+    if value not in allowed:
+        raise invalid(path, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+    return str(value)
+
+
+def page_token(position: Any) -> str:
+    """A ``nextToken`` that carries ``position`` (any JSON value) to the next request."""
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def page_position(token: str, read: Callable[[Any], Any] = lambda position: position) -> Any:
+    """What :func:`page_token` put in ``token``, through ``read`` (which may raise KeyError,
+    TypeError or ValueError); a ValidationException if the token is not one of ours."""
+    try:
+        return read(json.loads(base64.urlsafe_b64decode(token.encode())))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValidationError("The provided nextToken is not valid") from error
 
 
 def json_size(value: Any) -> int:
@@ -174,7 +199,7 @@ class IndexState:
         data = vector.get("data")
         values = data.get("float32") if isinstance(data, dict) else None
         if not isinstance(values, list):
-            raise ValidationException(f"Invalid record for key '{key}': vector data must be float32")
+            raise ValidationError(f"Invalid record for key '{key}': vector data must be float32")
         array = vector_array(values, self.dimension, self.metric, f"Invalid record for key '{key}'")
         metadata = vector.get("metadata")
         metadata = {} if metadata is None else metadata
@@ -184,24 +209,24 @@ class IndexState:
     def _check_metadata(self, key: str, metadata: Any) -> None:
         prefix = f"Invalid record for key '{key}'"
         if not isinstance(metadata, dict):
-            raise ValidationException(f"{prefix}: metadata must be a JSON object")
+            raise ValidationError(f"{prefix}: metadata must be a JSON object")
         if len(metadata) > MAX_METADATA_KEYS:
-            raise ValidationException(
+            raise ValidationError(
                 f"{prefix}: metadata has {len(metadata)} keys, more than the limit of {MAX_METADATA_KEYS}"
             )
         for name, value in metadata.items():
             if not _supported_value(value):
-                raise ValidationException(
+                raise ValidationError(
                     f"{prefix}: metadata key '{name}' must be a string, number, boolean or a list of them"
                 )
         total = json_size(metadata)
         if total > MAX_METADATA_BYTES:
-            raise ValidationException(
+            raise ValidationError(
                 f"{prefix}: metadata is {total} bytes, more than the limit of {MAX_METADATA_BYTES} bytes"
             )
         filterable = json_size({k: v for k, v in metadata.items() if self.is_filterable(k)})
         if filterable > MAX_FILTERABLE_BYTES:
-            raise ValidationException(
+            raise ValidationError(
                 f"{prefix}: filterable metadata is {filterable} bytes, more than the limit of "
                 f"{MAX_FILTERABLE_BYTES} bytes"
             )
@@ -210,15 +235,15 @@ class IndexState:
 def vector_array(values: list[Any], dimension: int, metric: str, prefix: str) -> np.ndarray:
     """Values as float32, checked as AWS checks them: length, finite, and not all zero for cosine."""
     if len(values) != dimension:
-        raise ValidationException(f"{prefix}: vector must have length {dimension}, but has length {len(values)}")
+        raise ValidationError(f"{prefix}: vector must have length {dimension}, but has length {len(values)}")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        raise ValidationException(f"{prefix}: vector data must contain only numbers")
+        raise ValidationError(f"{prefix}: vector data must contain only numbers")
     with np.errstate(over="ignore"):
         array = np.asarray(values, dtype=np.float64).astype(np.float32)
     if not np.isfinite(array).all():
-        raise ValidationException(f"{prefix}: vector data must contain only finite float32 values (no NaN or Infinity)")
+        raise ValidationError(f"{prefix}: vector data must contain only finite float32 values (no NaN or Infinity)")
     if metric == "cosine" and not array.any():
-        raise ValidationException(f"{prefix}: zero vectors are not allowed with the cosine distance metric")
+        raise ValidationError(f"{prefix}: zero vectors are not allowed with the cosine distance metric")
     return array
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from . import install
 
 
 def _serialized(app: Any) -> Any:
@@ -68,3 +72,17 @@ class SerializedMotoServer(ThreadedMotoServer):
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
+
+
+@contextmanager
+def emulated_moto() -> Iterator[str]:
+    """moto with every fix of :mod:`local.emulator`, on a free port of 127.0.0.1 in a thread of
+    this process, while the block runs (tests and benchmarks); yields its endpoint URL."""
+    install()
+    server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -1,4 +1,5 @@
-"""pytest fixtures: the repository against moto and against DynamoDB Local, over HTTP.
+"""pytest fixtures: moto with the local stack's emulator, and the repository against moto and
+against DynamoDB Local, over HTTP.
 
 ``tests/conftest.py`` imports these, so every test module can ask for them and a session
 fixture (one DynamoDB Local) is shared by all. The functions are
@@ -6,7 +7,8 @@ called ``<fixture>_fixture`` and registered under ``name=<fixture>``, so importi
 not shadow the test arguments (ruff F811).
 
 * ``moto_endpoint`` / ``dynamodb_local_endpoint`` - one server per session. moto runs in a
-  thread and answers one request at a time (see :func:`_serialized`).
+  thread with every fix and addition of :mod:`local.emulator` (S3 Vectors included), and
+  answers one DynamoDB request at a time (see :func:`local.emulator.server._serialized`).
 * ``dynamo_engine`` - parametrized over ``"moto"`` and ``"dynamodb-local"``: (name, endpoint).
 * ``assistants_table`` - a fresh copy of the template's ``AssistantsTable`` under a unique name,
   created with :func:`local.template.create_tables` (so keys and TTL come from
@@ -31,16 +33,13 @@ import pytest
 from botocore.config import Config
 
 from assistants_core.repository import Repository
-from local.emulator.dynamodb_item_size import install as install_item_size_fix
-from local.emulator.dynamodb_transactions import install as install_cheap_transactions
-from local.emulator.server import SerializedMotoServer
+from local.emulator.server import emulated_moto
 from local.template import create_tables, load_template, resources
 from tests.harness.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
 
 __all__ = [
     "ENGINES",
     "DynamoEngine",
-    "SerializedMotoServer",
     "assistants_table_fixture",
     "dynamo_client",
     "dynamo_engine_fixture",
@@ -81,15 +80,8 @@ def repository_for(table_name: str, endpoint_url: str) -> Repository:
 @pytest.fixture(scope="session", name="moto_endpoint")
 def moto_endpoint_fixture() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    install_cheap_transactions()  # as the local stack runs moto
-    install_item_size_fix()
-    server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with emulated_moto() as endpoint:  # as the local stack runs moto: every fix of local.emulator
+        yield endpoint
 
 
 @pytest.fixture(scope="session", name="dynamodb_local_endpoint")
