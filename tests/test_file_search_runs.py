@@ -26,6 +26,7 @@ from openai.types.beta.threads.runs import RunStep, ToolCall
 
 from tests.harness.fake_llm import FakeLLM, Turn, text, tool_calls
 from tests.harness.openapi_spec import validate_object, wire
+from tests.harness.retrieval import DEADLINE, executions, settled_store, upload, wait_until
 from tests.harness.scenario import TERMINAL, WEATHER_TOOL, assert_valid_stream, fake_name, sent, wait_for
 from tests.harness.sse import SSEStream, post_sse
 
@@ -58,22 +59,9 @@ QUERY_JSON = '{"queries": ["liquid gallium Zorblax reactor"]}'  # as the fake mo
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-STORE_DEADLINE = 60.0
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def wait_store(client: OpenAI, store_id: str, timeout: float = STORE_DEADLINE) -> Any:
-    """The store once none of its files is in progress (a deadline, never forever)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        store = client.vector_stores.retrieve(store_id)
-        if store.file_counts.in_progress == 0:
-            return store
-        if time.monotonic() > deadline:
-            raise AssertionError(f"store {store_id} still ingesting after {timeout}s: {store.file_counts}")
-        time.sleep(0.1)
 
 
 def completes(client: OpenAI, thread_id: str, run_id: str, timeout: float = 30) -> Any:
@@ -83,13 +71,9 @@ def completes(client: OpenAI, thread_id: str, run_id: str, timeout: float = 30) 
     return run
 
 
-def upload(client: OpenAI, name: str, data: bytes, purpose: str = "assistants") -> str:
-    return client.files.create(file=(name, data), purpose=purpose).id  # type: ignore[arg-type]
-
-
 def ready_store(client: OpenAI, file_ids: list[str]) -> str:
     store = client.vector_stores.create(file_ids=file_ids)
-    done = wait_store(client, store.id)
+    done = settled_store(client, store.id)
     assert (done.file_counts.completed, done.file_counts.failed) == (len(file_ids), 0), done.file_counts
     return store.id
 
@@ -756,7 +740,7 @@ def test_attachments_go_to_a_thread_store_and_a_new_run_waits_for_them(
     run = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
     # While the file is being ingested the run waits for it, queued.
     store_id = thread_store()
-    waited, deadline = 0, time.monotonic() + STORE_DEADLINE
+    waited, deadline = 0, time.monotonic() + DEADLINE
     while True:
         run_status = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status
         if client.vector_stores.files.retrieve(ledger, vector_store_id=store_id).status != "in_progress":
@@ -854,7 +838,9 @@ def test_a_rejected_run_leaves_the_thread_store_alone(client: OpenAI, fake_llm: 
     completes(client, thread_id, active.id)
 
 
-def test_a_run_waiting_for_ingestion_can_be_cancelled(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+def test_a_run_waiting_for_ingestion_can_be_cancelled(
+    client: OpenAI, fake_llm: FakeLLM, model: str, aws: Callable[[str], Any]
+) -> None:
     ledger = upload(client, "ledger.md", LEDGER)
     assistant = client.beta.assistants.create(model=model, tools=[{"type": "file_search"}])
     thread = client.beta.threads.create(
@@ -872,8 +858,13 @@ def test_a_run_waiting_for_ingestion_can_be_cancelled(client: OpenAI, fake_llm: 
     cancelled = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     assert cancelled.status in ("cancelling", "cancelled")
     assert wait_for(client, thread.id, run.id, {"cancelled"}, timeout=10).status == "cancelled"
-    wait_store(client, store_id)
-    time.sleep(3.5)  # past the state machine's wait for files: a run that was not stopped would call the model now
+    settled_store(client, store_id)
+
+    def run_execution_ended() -> bool:  # a run that was not stopped would call the model once its files are in
+        (execution,) = [e for e in executions(aws, "Run") if e["name"] == run.id]
+        return execution["status"] != "RUNNING"
+
+    wait_until(run_execution_ended, f"the execution of {run.id} to end")
     assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "cancelled"
     assert sent(fake_llm, model) == []
     assert client.beta.threads.messages.create(thread.id, role="user", content="Thanks").role == "user"
@@ -948,7 +939,6 @@ def test_tool_resources_naming_missing_or_foreign_objects_are_404(client: OpenAI
     helper_files = "tool_resources.file_search.vector_stores[0].file_ids[0]"
     missing = {"file_search": {"vector_store_ids": ["vs_doesnotexist000000000000"]}}
     theirs = {"file_search": {"vector_store_ids": [foreign_store]}}
-    their_files = {"file_search": {"vector_stores": [{"file_ids": [foreign_file]}]}}
     ok = {"file_search": {"vector_store_ids": [mine]}}
     assistants, threads = client.beta.assistants, client.beta.threads
     assistant = assistants.create(model="m", tools=[{"type": "file_search"}], tool_resources=ok)
@@ -976,34 +966,40 @@ def test_tool_resources_naming_missing_or_foreign_objects_are_404(client: OpenAI
             )
             == stores
         )
-    assert not_found(lambda: assistants.create(model="m", tool_resources=their_files)) == helper_files
-    their_code_files = {"code_interpreter": {"file_ids": [foreign_file]}}
-    assert (
-        not_found(lambda: assistants.create(model="m", tool_resources=their_code_files))
-        == "tool_resources.code_interpreter.file_ids[0]"
-    )
-    attached = [{"role": "user", "content": "x", "attachments": [{"file_id": foreign_file, "tools": []}]}]
-    assert not_found(lambda: threads.create(messages=attached)) == "messages[0].attachments[0].file_id"
-    assert (
-        not_found(lambda: threads.create_and_run(assistant_id=assistant.id, thread={"messages": attached}))
-        == "thread.messages[0].attachments[0].file_id"
-    )
-    assert (
-        not_found(lambda: threads.runs.create(thread.id, assistant_id=assistant.id, additional_messages=attached))
-        == "additional_messages[0].attachments[0].file_id"
-    )
-    assert not_found(lambda: threads.update(thread.id, tool_resources=their_files)) == helper_files
-    assert (
-        not_found(
-            lambda: threads.messages.create(
-                thread.id,
-                role="user",
-                content="x",
-                attachments=[{"file_id": foreign_file, "tools": [{"type": "file_search"}]}],
-            )
+
+    def rejects(file_id: str) -> None:  # a file that does not exist, or is another tenant's
+        their_files = {"file_search": {"vector_stores": [{"file_ids": [file_id]}]}}
+        assert not_found(lambda: assistants.create(model="m", tool_resources=their_files)) == helper_files
+        their_code_files = {"code_interpreter": {"file_ids": [file_id]}}
+        assert (
+            not_found(lambda: assistants.create(model="m", tool_resources=their_code_files))
+            == "tool_resources.code_interpreter.file_ids[0]"
         )
-        == "attachments[0].file_id"
-    )
+        attached = [{"role": "user", "content": "x", "attachments": [{"file_id": file_id, "tools": []}]}]
+        assert not_found(lambda: threads.create(messages=attached)) == "messages[0].attachments[0].file_id"
+        assert (
+            not_found(lambda: threads.create_and_run(assistant_id=assistant.id, thread={"messages": attached}))
+            == "thread.messages[0].attachments[0].file_id"
+        )
+        assert (
+            not_found(lambda: threads.runs.create(thread.id, assistant_id=assistant.id, additional_messages=attached))
+            == "additional_messages[0].attachments[0].file_id"
+        )
+        assert not_found(lambda: threads.update(thread.id, tool_resources=their_files)) == helper_files
+        assert (
+            not_found(
+                lambda: threads.messages.create(
+                    thread.id,
+                    role="user",
+                    content="x",
+                    attachments=[{"file_id": file_id, "tools": [{"type": "file_search"}]}],
+                )
+            )
+            == "attachments[0].file_id"
+        )
+
+    rejects("file-doesnotexist00000000000")
+    rejects(foreign_file)
     # Nothing was changed or created by the rejected requests.
     assert [a.id for a in assistants.list()] == [assistant.id]
     assert wire(assistants.retrieve(assistant.id))["tool_resources"] == ok
@@ -1030,9 +1026,9 @@ def test_vector_stores_helper_creates_a_store_holding_the_files(client: OpenAI) 
     assert client.vector_stores.retrieve(store_id).metadata == {"k": "v"}
     assert sorted(f.id for f in client.vector_stores.files.list(store_id)) == sorted([first, second])
     assert [f.id for f in client.vector_stores.files.list(thread_store_id)] == [first]
-    done = wait_store(client, store_id)
+    done = settled_store(client, store_id)
     assert (done.file_counts.completed, done.file_counts.total, done.status) == (2, 2, "completed")
-    assert wait_store(client, thread_store_id).file_counts.completed == 1
+    assert settled_store(client, thread_store_id).file_counts.completed == 1
 
     # A rejected request creates no store: updating a thread that does not exist.
     helper = {"file_search": {"vector_stores": [{"file_ids": [first]}]}}

@@ -24,6 +24,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from local.stack import tenant_for_open_key
 from tests.conftest import Stack
 from tests.harness.openapi_spec import validate_object, validate_response, wire
 
@@ -38,11 +39,6 @@ ALL_BYTES = bytes(range(256)) * 64
 ZERO_HEAVY = b"\0" * 200_000 + b"\x01\x00\xff" + b"\0" * 5_000
 # Looks like multipart framing inside the payload: the parser must not cut the file there.
 FRAMING = b"--boundary\r\n\r\n--\r\nContent-Disposition: form-data\r\n\r\n\x00\r\n--"
-
-
-def tenant_of(api_key: str) -> str:
-    """The tenant the local stack gives an API key (local/stack.py: ``tenant_for_open_key``)."""
-    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
 def error_of(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
@@ -343,7 +339,43 @@ def test_bad_file_create_is_a_400_that_stores_nothing(
 ) -> None:
     expect_error(lambda: call(client, http), 400, param, code, says)
     assert client.files.list().data == []
-    assert keys(aws, f"t/{tenant_of(api_key)}/") == []
+    assert keys(aws, f"t/{tenant_for_open_key(api_key)}/") == []
+
+
+UPLOAD = {"filename": "u.txt", "purpose": "assistants", "bytes": 10, "mime_type": "text/plain"}
+BAD_UPLOADS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("over 512 MB", {**UPLOAD, "bytes": 512 * MIB + 1}, "bytes", "invalid_value"),
+    ("unknown purpose", {**UPLOAD, "purpose": "nope"}, "purpose", "invalid_value"),
+    ("no filename", {k: v for k, v in UPLOAD.items() if k != "filename"}, "filename", "missing_required_parameter"),
+    ("no mime_type", {k: v for k, v in UPLOAD.items() if k != "mime_type"}, "mime_type", "missing_required_parameter"),
+    ("unknown field", {**UPLOAD, "colour": "blue"}, "colour", "unknown_parameter"),
+    (
+        "bad expires_after",
+        {**UPLOAD, "expires_after": {"anchor": "created_at", "seconds": 10}},
+        "expires_after.seconds",
+        "invalid_value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "param", "code"), [c[1:] for c in BAD_UPLOADS], ids=[c[0] for c in BAD_UPLOADS])
+def test_bad_upload_create_is_a_400_that_stores_nothing(
+    http: httpx.Client, aws: Callable[[str], Any], api_key: str, body: dict[str, Any], param: str, code: str
+) -> None:
+    expect_error(lambda: http.post("/v1/uploads", json=body), 400, param, code)
+    scanned = aws("dynamodb").scan(
+        TableName=TABLE,
+        FilterExpression="begins_with(SK, :upload)",
+        ExpressionAttributeValues={":upload": {"S": "UPLOAD#"}},
+    )
+    tenant = tenant_for_open_key(api_key)
+    assert [i for i in scanned["Items"] if i["PK"]["S"] == f"T#{tenant}"] == []
+
+
+def test_an_empty_part_is_a_400(client: OpenAI, api_key: str, aws: Callable[[str], Any]) -> None:
+    upload = client.uploads.create(bytes=1, filename="e.txt", mime_type="text/plain", purpose="assistants")
+    expect_error(lambda: client.uploads.parts.create(upload.id, data=b""), 400, "data", None)
+    assert keys(aws, f"t/{tenant_for_open_key(api_key)}/uploads/{upload.id}/") == []
 
 
 def test_direct_upload_over_the_limit_is_a_413_naming_the_uploads_api(
@@ -397,7 +429,7 @@ def test_direct_upload_over_the_limit_is_a_413_naming_the_uploads_api(
 
     # Nothing of the refused bodies was stored; just under the limit still goes through.
     assert client.files.list().data == []
-    assert keys(aws, f"t/{tenant_of(api_key)}/") == []
+    assert keys(aws, f"t/{tenant_for_open_key(api_key)}/") == []
     fits = os.urandom(LIMIT - 1_000)
     file = client.files.create(file=("fits.bin", fits), purpose="assistants")
     check_file(file, filename="fits.bin", size=len(fits))
@@ -463,7 +495,7 @@ def test_upload_file_chunked_then_large_content_by_redirect(
     assert response.status_code == 307
     location = urlsplit(response.headers["location"])
     assert f"{location.scheme}://{location.netloc}" == stack.aws_endpoint
-    assert location.path == f"/{BUCKET}/t/{tenant_of(api_key)}/files/{upload.file.id}"
+    assert location.path == f"/{BUCKET}/t/{tenant_for_open_key(api_key)}/files/{upload.file.id}"
     query = parse_qs(location.query)
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]  # SigV4: new buckets refuse SigV2
     assert int(query["X-Amz-Expires"][0]) <= 300
@@ -508,7 +540,7 @@ def test_upload_with_a_wrong_md5_is_refused_and_can_be_completed_again(
         hashlib.md5(data).hexdigest(),
     )
     assert client.files.list().data == []
-    assert keys(aws, f"t/{tenant_of(api_key)}/files/") == []
+    assert keys(aws, f"t/{tenant_for_open_key(api_key)}/files/") == []
 
     # The upload stays open: the same parts complete with the right checksum.
     small = [b"first part,", b"second part,", b"third"]
@@ -645,7 +677,7 @@ def test_upload_parts_join_in_the_order_given_and_bad_part_ids(client: OpenAI, h
 def test_cancelled_upload_takes_nothing_more(client: OpenAI, aws: Callable[[str], Any], api_key: str) -> None:
     upload = client.uploads.create(bytes=10, filename="x.txt", mime_type="text/plain", purpose="assistants")
     part = client.uploads.parts.create(upload.id, data=b"0123456789")
-    parts_prefix = f"t/{tenant_of(api_key)}/uploads/{upload.id}/"
+    parts_prefix = f"t/{tenant_for_open_key(api_key)}/uploads/{upload.id}/"
     assert keys(aws, parts_prefix) == [parts_prefix + part.id]
 
     cancelled = client.uploads.cancel(upload.id)
@@ -664,7 +696,7 @@ def test_upload_past_its_expiry(client: OpenAI, aws: Callable[[str], Any], api_k
     upload = client.uploads.create(bytes=4, filename="late.txt", mime_type="text/plain", purpose="assistants")
     part = client.uploads.parts.create(upload.id, data=b"late")
     dynamodb = aws("dynamodb")
-    tenant = tenant_of(api_key)
+    tenant = tenant_for_open_key(api_key)
     key = {"PK": {"S": f"T#{tenant}"}, "SK": {"S": f"UPLOAD#{upload.id}"}}
     item = dynamodb.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
     # What is left of an upload nobody completes goes away by itself: its items carry a TTL.
@@ -722,7 +754,7 @@ def test_objects_are_keyed_by_tenant_and_parts_go_when_completed(
     found = [key for key in keys(aws, "t/") if key.endswith(f"/files/{direct.id}")]
     assert len(found) == 1
     tenant = found[0].split("/")[1]
-    assert tenant == tenant_of(api_key)  # the local stack's tenant of this key
+    assert tenant == tenant_for_open_key(api_key)  # the local stack's tenant of this key
     assert found[0] == f"t/{tenant}/files/{direct.id}"
     head = s3.head_object(Bucket=BUCKET, Key=found[0])
     assert (head["ContentType"], head["ContentLength"]) == ("text/csv", 8)

@@ -93,16 +93,12 @@ def test_the_trimmed_litellm_streams_a_completion_with_tools_and_embeds(build_di
 
 
 def test_the_ingest_layers_parse_and_chunk_documents(build_dir: Path) -> None:
-    import docx
-
-    from tests.test_ingest_extract import make_pdf, save_docx
+    from tests.harness.documents import make_docx, make_pdf
 
     samples = Path(build_dir).parent / "layer-smoke"
     samples.mkdir(exist_ok=True)
     (samples / "a.pdf").write_bytes(make_pdf([["The lighthouse opens at nine."]]))
-    document = docx.Document()
-    document.add_paragraph("The ferry leaves at noon.")
-    (samples / "b.docx").write_bytes(save_docx(document))
+    (samples / "b.docx").write_bytes(make_docx(["The ferry leaves at noon."]))
     script = f"""
         from pathlib import Path
         from assistants_core.ingest.extract import extract_text

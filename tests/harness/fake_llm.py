@@ -468,35 +468,15 @@ class FakeLLM:
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"].rstrip("/")
-        if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
-            raw = b""
-            while True:
-                message = await receive()
-                raw += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            try:
-                body = json.loads(raw or b"{}")
-            except json.JSONDecodeError:
+        if path in ("/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings") and method == "POST":
+            body = await self._record(scope, receive)
+            if body is None:
                 await _send_json(send, 400, _error_body("Invalid JSON body", "invalid_request_error"))
-                return
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            with self._lock:
-                self._requests.append(RecordedRequest(scope["path"], headers, body, time.time()))
-            await _until_disconnect(self._chat(body, send), receive)
-        elif path in ("/v1/embeddings", "/embeddings") and method == "POST":
-            raw = b""
-            while True:
-                message = await receive()
-                raw += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            body = json.loads(raw or b"{}")
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            with self._lock:
-                self._requests.append(RecordedRequest(scope["path"], headers, body, time.time()))
-            status, payload = _embeddings(body)
-            await _send_json(send, status, payload)
+            elif path.endswith("/embeddings"):
+                status, payload = _embeddings(body)
+                await _send_json(send, status, payload)
+            else:
+                await _until_disconnect(self._chat(body, send), receive)
         elif path in ("/v1/models", "/models") and method == "GET":
             with self._lock:
                 names = sorted({"fake", *self._scripts, *self._defaults})
@@ -506,6 +486,23 @@ class FakeLLM:
             await _send_json(send, 200, {"status": "ok"})
         else:
             await _send_json(send, 404, _error_body(f"Unknown route {method} {path}", "invalid_request_error"))
+
+    async def _record(self, scope: dict[str, Any], receive: Any) -> dict[str, Any] | None:
+        """The request's JSON body, recorded with its headers; None if it is not JSON."""
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            return None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        with self._lock:
+            self._requests.append(RecordedRequest(scope["path"], headers, body, time.time()))
+        return dict(body)
 
     async def _chat(self, body: dict[str, Any], send: Any) -> None:
         model = str(body.get("model", ""))
