@@ -74,14 +74,13 @@ def add_files(
     vector_store_id: str,
     entries: list[VectorStoreFileCreateParams],
     *,
-    batch_id: str | None = None,
     param: str = "file_ids[{index}]",
 ) -> list[str]:
     """:func:`attach_files`, then start the ingestion of the files it added (``ingestion``
-    None: this deployment's)."""
-    added = attach_files(repo, tenant, vector_store_id, entries, batch_id=batch_id, param=param)
+    None: this deployment's). A batch attaches and starts on its own (file_batches.py)."""
+    added = attach_files(repo, tenant, vector_store_id, entries, param=param)
     if added:
-        (ingestion or default_ingestion()).start(tenant, vector_store_id, added, batch_id=batch_id)
+        (ingestion or default_ingestion()).start(tenant, vector_store_id, added)
     return added
 
 
@@ -94,9 +93,9 @@ def attach_files(
     batch_id: str | None = None,
     param: str = "file_ids[{index}]",
 ) -> list[str]:
-    """Add files to a store as ``in_progress``; returns the ids of the files added, which
-    :func:`add_files` hands to ingestion. A file already in the store is left as it is, unless it failed or
-    was cancelled: adding it again starts it again (how a failed file is retried)."""
+    """Add files to a store as ``in_progress``; returns the ids of the files added, for the
+    caller to hand to ingestion. A file already in the store is left as it is, unless it failed
+    or was cancelled: adding it again starts it again (how a failed file is retried)."""
     record = load_store(repo, tenant, vector_store_id)
     require_active(record)
     ids = list(dict.fromkeys(entry.file_id for entry in entries))
