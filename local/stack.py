@@ -13,7 +13,10 @@ services with the functions Step Functions invokes. What runs where, and stands 
   with it.
 
 ``/health`` answers only once both are ready. ``POST /_local/faults {"function": name, "times":
-n}`` (tests only) makes the next n invocations of a function crash, in whichever process runs it.
+n}`` (tests only) makes the next n invocations of a function crash, in whichever process runs it;
+``{"operation": name, "error": code, "times": n}`` makes the next n calls of an emulated AWS
+operation answer that error (AgentCore Code Interpreter operations, see
+:meth:`local.emulator.agentcore.AgentCore.inject_fault`).
 
 Keys: with ``ASSISTANTS_API_KEYS`` (``key=tenant,key2=tenant2``; a bare ``key`` is its own
 tenant) only those keys work. Without it, any key works and each distinct key is its own

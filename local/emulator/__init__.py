@@ -13,3 +13,13 @@ def install() -> None:
     s3vectors.install()
     stepfunctions.cache_asl_parsing()
     stepfunctions.share_service_clients()
+
+
+def shutdown() -> None:
+    """Kill what the emulator started outside this process before it exits: code interpreter
+    workers run in process groups of their own, and ``os._exit`` skips their atexit cleanup."""
+    import sys
+
+    workers = sys.modules.get(f"{__name__}.agentcore_worker")
+    if workers is not None:
+        workers.kill_all()

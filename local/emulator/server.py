@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,10 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from ..lambda_runtime import FAULTS_PATH
 from . import install
+from .agentcore import PREFIX as AGENTCORE_PREFIX
+from .agentcore import AgentCore
 
 
 def _serialized(app: Any) -> Any:
@@ -43,18 +48,53 @@ def _serialized(app: Any) -> Any:
     return application
 
 
-def _with_routes(app: Any, routes: dict[str, Any]) -> Any:
-    """Serve a few extra paths (the local stack's own, such as fault injection) beside moto."""
+def _with_routes(app: Any, routes: dict[str, Any], agentcore: AgentCore) -> Any:
+    """Serve AgentCore's code interpreter paths (moto does not know the service) and a few extra
+    paths (the local stack's own, such as fault injection) beside moto."""
+    faults = _faults_app(agentcore, routes.get(FAULTS_PATH))
 
     def application(environ: dict[str, Any], start_response: Any) -> Any:
-        route = routes.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(AGENTCORE_PREFIX):
+            return agentcore(environ, start_response)
+        if path == FAULTS_PATH:
+            return faults(environ, start_response)
+        route = routes.get(path)
         return (route or app)(environ, start_response)
 
     return application
 
 
+def _faults_app(agentcore: AgentCore, functions_faults: Any) -> Any:
+    """``POST /_local/faults``: ``{"operation": ...}`` injects an AgentCore error (see
+    :meth:`AgentCore.inject_fault`); any other body goes to the route given for the path (the
+    local stack's function faults), if any."""
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        length = environ.get("CONTENT_LENGTH") or "0"
+        raw = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+        try:
+            request = json.loads(raw or b"{}")
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and "operation" in request:
+            status, body = agentcore.inject_fault(request)
+        elif functions_faults is not None:
+            return functions_faults({**environ, "wsgi.input": io.BytesIO(raw)}, start_response)
+        else:
+            message = "expected {operation, error, times}"
+            status, body = 400, {"error": {"message": message, "type": "invalid_request_error"}}
+        data = json.dumps(body).encode()
+        reason = "OK" if status == 200 else "Bad Request"
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    return application
+
+
 class SerializedMotoServer(ThreadedMotoServer):
-    """moto in a thread (as ThreadedMotoServer), answering one DynamoDB request at a time.
+    """moto in a thread (as ThreadedMotoServer), answering one DynamoDB request at a time, with
+    the AgentCore Code Interpreter emulator (:attr:`agentcore`) on the same port.
 
     ``routes`` maps extra paths to WSGI apps served on the same port, ahead of moto.
     """
@@ -64,14 +104,18 @@ class SerializedMotoServer(ThreadedMotoServer):
     ) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=verbose)
         self._routes = dict(routes or {})
+        self.agentcore = AgentCore()
 
     def _server_entry(self) -> None:
-        app = _serialized(DomainDispatcherApplication(create_backend_app))
-        if self._routes:
-            app = _with_routes(app, self._routes)
+        app = _with_routes(_serialized(DomainDispatcherApplication(create_backend_app)), self._routes, self.agentcore)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving, and end every code interpreter session (their workers are killed)."""
+        super().stop()
+        self.agentcore.close()
 
 
 @contextmanager
