@@ -150,9 +150,12 @@ def create_tables(dynamodb_client: Any, template: dict[str, Any] | None = None) 
 class Resolver:
     """Resolves intrinsic functions against the local physical names and ARNs."""
 
-    def __init__(self, physical: dict[str, str], arns: dict[str, str]) -> None:
+    def __init__(
+        self, physical: dict[str, str], arns: dict[str, str], conditions: dict[str, Any] | None = None
+    ) -> None:
         self.physical = physical
         self.arns = arns
+        self.conditions = conditions or {}  # the template's Conditions, evaluated when an Fn::If asks
         self.pseudo = {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
@@ -190,11 +193,30 @@ class Resolver:
                 return self.resolve(arg[1])[int(self.resolve(arg[0]))]
             if key == "Fn::Split":
                 return str(self.resolve(arg[1])).split(arg[0])
+            if key == "Fn::If":  # only the branch taken is resolved, as CloudFormation does
+                return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
         if isinstance(value, dict):
             return {k: self.resolve(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         return value
+
+    def condition(self, name: str) -> bool:
+        return self._holds(self.conditions[name])
+
+    def _holds(self, value: Any) -> bool:
+        ((key, arg),) = value.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+        if key == "Fn::Not":
+            return not self._holds(arg[0])
+        if key == "Fn::And":
+            return all(self._holds(v) for v in arg)
+        if key == "Fn::Or":
+            return any(self._holds(v) for v in arg)
+        raise KeyError(f"cannot evaluate condition {key} locally")
 
     def _sub(self, name: str, extra: dict[str, Any]) -> str:
         if name in extra:
@@ -234,7 +256,7 @@ def planned_resolver(template: dict[str, Any]) -> Resolver:
         arn = f"arn:aws:s3vectors:{REGION}:{ACCOUNT}:bucket/{bucket_name(name)}"
         physical[name] = arn  # !Ref of a vector bucket is its ARN
         arns[name] = arn
-    return Resolver(physical, arns)
+    return Resolver(physical, arns, template.get("Conditions"))
 
 
 def bucket_name(logical_id: str) -> str:

@@ -94,6 +94,8 @@ def stack(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "ASSISTANTS_API_KEYS": "",
         "STREAM_KEEPALIVE_SECONDS": "1",  # so a test can see keep-alive comments without waiting 15 s
         "LOCAL_AWS_PORT": str(aws_port),
+        # A code_interpreter call past this is stopped (the template's default is 120 s).
+        "LOCAL_PARAMETERS": "CodeInterpreterCallSeconds=10",
     }
     log_path = tmp_path_factory.mktemp("stack") / "local-stack.log"
     process, url = start_local_stack(log_path, env)

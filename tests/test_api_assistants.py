@@ -85,7 +85,7 @@ def test_auto_pagination_walks_every_page_once(client: OpenAI) -> None:
         ({"top_p": -0.1}, "top_p"),
         ({"name": "n" * 257}, "name"),
         ({"tools": [{"type": "browser"}]}, "tools[0]"),
-        ({"tools": [{"type": "code_interpreter"}]}, "tools"),
+        ({"tools": [{"type": "code_interpreter"}, {"type": "function", "function": {"name": "python"}}]}, "tools"),
         (
             {"tools": [{"type": "file_search"}, {"type": "function", "function": {"name": "file_search"}}]},
             "tools",

@@ -300,6 +300,7 @@ def test_the_state_machine(transformed: dict[str, Any]) -> None:
     assert props["StateMachineType"] == "STANDARD"  # EXPRESS cannot wait for a task token
     assert props["DefinitionSubstitutions"] == {
         "AgentStepFunctionArn": {"Fn::GetAtt": ["AgentStepFunction", "Arn"]},
+        "CodeInterpreterFunctionArn": {"Fn::GetAtt": ["CodeInterpreterFunction", "Arn"]},
         "RunFinalizerFunctionArn": {"Fn::GetAtt": ["RunFinalizerFunction", "Arn"]},
         "TableName": {"Ref": "AssistantsTable"},
     }
@@ -307,7 +308,7 @@ def test_the_state_machine(transformed: dict[str, Any]) -> None:
     invoked = {
         s["Resource"]["Fn::Sub"][1]["functionName"]["Ref"] for s in statements if "lambda:InvokeFunction" in _actions(s)
     }
-    assert invoked == {"AgentStepFunction", "RunFinalizerFunction"}
+    assert invoked == {"AgentStepFunction", "CodeInterpreterFunction", "RunFinalizerFunction"}
     assert any("dynamodb:UpdateItem" in _actions(s) for s in statements)  # updateItem.waitForTaskToken
 
 
@@ -358,6 +359,7 @@ def test_every_function_exists_with_its_handler() -> None:
         "MessagesFunction",
         "RunsFunction",
         "AgentStepFunction",
+        "CodeInterpreterFunction",
         "RunFinalizerFunction",
         "FilesFunction",
         "VectorStoresFunction",
@@ -488,6 +490,7 @@ GRANTS = {
     "IngestFunction": {"FilesWritePolicy", "ChunksEditPolicy", "ChunksIndexSetupPolicy"},
     "ExpiryFunction": {"FilesDeletePolicy", "ChunksDeletePolicy"},
     "AgentStepFunction": {"FilesReadPolicy", "ChunksReadPolicy"},
+    "CodeInterpreterFunction": {"FilesWritePolicy"},  # the run's files in, what the code wrote out
     "AssistantsFunction": {"ChunksDeletePolicy"},
     "ThreadsFunction": {"ChunksDeletePolicy"},
     "MessagesFunction": {"ChunksDeletePolicy"},
@@ -548,13 +551,18 @@ def test_the_state_machine_definition(template: dict[str, Any]) -> None:
     props = template["Resources"]["RunStateMachine"]["Properties"]
     assert props["Type"] == "STANDARD"
     substitutions = props["DefinitionSubstitutions"]
-    assert set(substitutions) == {"AgentStepFunctionArn", "RunFinalizerFunctionArn", "TableName"}
+    assert set(substitutions) == {
+        "AgentStepFunctionArn",
+        "CodeInterpreterFunctionArn",
+        "RunFinalizerFunctionArn",
+        "TableName",
+    }
     asl = (ROOT / props["DefinitionUri"]).read_text()
     used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", asl))
     assert used <= set(substitutions), f"the ASL uses undefined substitutions: {used - set(substitutions)}"
     arns = {
         name: f"arn:aws:lambda:{cfn.REGION}:{cfn.ACCOUNT}:function:{name}"
-        for name in ("AgentStepFunction", "RunFinalizerFunction")
+        for name in ("AgentStepFunction", "CodeInterpreterFunction", "RunFinalizerFunction")
     }
     definition = json.loads(
         cfn.state_machine_definition("RunStateMachine", cfn.Resolver({"AssistantsTable": "t"}, arns))
@@ -576,8 +584,15 @@ def test_the_state_machine_definition(template: dict[str, Any]) -> None:
         "DynamoDb.ConditionalCheckFailedException": "AgentStep",  # outputs came before the token
         "States.ALL": "MarkFailed",
     }
-    assert [c["Next"] for c in states["AgentStep"]["Catch"]] == ["MarkFailed"]
-    assert states["AgentStep"]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    for task in ("AgentStep", "RunCode"):  # no crash leaves a run in progress or its thread locked
+        assert [c["Next"] for c in states[task]["Catch"]] == ["MarkFailed"], task
+        assert states[task]["Catch"][0]["ErrorEquals"] == ["States.ALL"], task
+
+    # Code the model wrote runs in a state of its own, then the next turn reads its outputs.
+    routes = {c["StringEquals"]: c["Next"] for c in states["Route"]["Choices"]}
+    assert routes["code"] == "RunCode" and routes["continue"] == "AgentStep"
+    assert states["RunCode"]["Next"] == "Route"
+    assert states["AgentStep"]["Parameters"]["Payload"]["after.$"] == "$.turn.status"
 
     # Every Lambda task retries Lambda's transient errors with backoff (AWS's advice); the
     # finalizer is idempotent, so it retries all of them.
@@ -588,7 +603,7 @@ def test_the_state_machine_definition(template: dict[str, Any]) -> None:
         "Lambda.TooManyRequestsException",
     }
     lambda_tasks = [name for name, s in states.items() if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
-    assert set(lambda_tasks) == {"AgentStep", "Expire", "MarkFailed"}
+    assert set(lambda_tasks) == {"AgentStep", "RunCode", "Expire", "MarkFailed"}
     for name in lambda_tasks:
         assert states[name]["Retry"], name
         for retry in states[name]["Retry"]:
@@ -606,3 +621,63 @@ def test_samconfig() -> None:
     assert deploy["capabilities"] == "CAPABILITY_IAM"
     assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
     assert config["default"]["validate"]["parameters"]["lint"] is True
+
+
+# What each function may do with AgentCore: the code function uses sessions, the threads
+# function stops a deleted thread's; no other function may touch the code interpreter.
+CODE_INTERPRETER_ACTIONS = {
+    "CodeInterpreterFunction": {
+        "bedrock-agentcore:StartCodeInterpreterSession",
+        "bedrock-agentcore:InvokeCodeInterpreter",
+        "bedrock-agentcore:StopCodeInterpreterSession",
+        "bedrock-agentcore:GetCodeInterpreterSession",
+    },
+    "ThreadsFunction": {"bedrock-agentcore:StopCodeInterpreterSession"},
+}
+
+
+def test_code_interpreter_permissions_are_least_privilege(template: dict[str, Any]) -> None:
+    built_in = {
+        "Fn::Sub": "arn:${AWS::Partition}:bedrock-agentcore:${AWS::Region}:aws:code-interpreter/aws.codeinterpreter.v1"
+    }
+    for function in cfn.functions(template):
+        policies = template["Resources"][function]["Properties"].get("Policies", [])
+        actions: set[str] = set()
+        for policy in policies:
+            if isinstance(policy, dict) and "Ref" in policy and policy["Ref"] in template["Resources"]:
+                document = template["Resources"][policy["Ref"]]["Properties"].get("PolicyDocument", {})
+                for statement in document.get("Statement", []):
+                    found = _actions(statement) if "Action" in statement else []  # not an Fn::If of one
+                    if any(a.startswith("bedrock-agentcore:") for a in found):
+                        # One interpreter: the built-in one, or the stack's VPC one.
+                        assert statement["Resource"] == {
+                            "Fn::If": [
+                                "UseVpcCodeInterpreter",
+                                {"Fn::GetAtt": ["VpcCodeInterpreter", "CodeInterpreterArn"]},
+                                built_in,
+                            ]
+                        }, function
+                    actions |= {a for a in found if a.startswith("bedrock-agentcore:")}
+        assert actions == CODE_INTERPRETER_ACTIONS.get(function, set()), function
+    for function in CODE_INTERPRETER_ACTIONS:
+        variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["CODE_INTERPRETER_ID"] == {
+            "Fn::If": ["UseVpcCodeInterpreter", {"Ref": "VpcCodeInterpreter"}, "aws.codeinterpreter.v1"]
+        }, function
+
+
+def test_the_vpc_code_interpreter_has_no_network_but_its_own(template: dict[str, Any]) -> None:
+    resource = template["Resources"]["VpcCodeInterpreter"]
+    assert resource["Type"] == "AWS::BedrockAgentCore::CodeInterpreterCustom"
+    assert resource["Condition"] == "UseVpcCodeInterpreter"
+    assert template["Conditions"]["UseVpcCodeInterpreter"] == {
+        "Fn::Equals": [{"Ref": "CodeInterpreterNetworkMode"}, "VPC"]
+    }
+    network = resource["Properties"]["NetworkConfiguration"]
+    assert network["NetworkMode"] == "VPC"
+    assert network["VpcConfig"] == {
+        "Subnets": {"Ref": "CodeInterpreterSubnetIds"},
+        "SecurityGroups": {"Ref": "CodeInterpreterSecurityGroupIds"},
+    }
+    assert "ExecutionRoleArn" not in resource["Properties"]  # the code gets no AWS credentials
+    assert template["Parameters"]["CodeInterpreterNetworkMode"]["Default"] == "SANDBOX"

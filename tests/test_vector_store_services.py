@@ -164,7 +164,7 @@ def test_a_run_waits_for_its_stores_files_only_within_file_search_wait_seconds(
 ) -> None:
     from dataclasses import replace
 
-    from assistants_core.agent import file_search, turn
+    from assistants_core.agent import file_search, step
     from assistants_core.config import settings
     from assistants_core.types import Run
 
@@ -175,16 +175,16 @@ def test_a_run_waits_for_its_stores_files_only_within_file_search_wait_seconds(
         | {"model": "m", "instructions": "", "tools": [{"type": "file_search"}]}
     )
     bounded = replace(settings(), file_search_wait_seconds=30)
-    monkeypatch.setattr(turn, "settings", lambda: bounded)
+    monkeypatch.setattr(step, "settings", lambda: bounded)
     search = file_search.SearchSettings("t1", [load_store(repo, "t1", store_id)], 20, 0.0, "auto", 16_000)
     waits = []
     for elapsed in (0, 29, 30, 31):
-        monkeypatch.setattr(turn, "now", lambda elapsed=elapsed: created + elapsed)
-        waits.append(turn._still_ingesting(search, run))
+        monkeypatch.setattr(step, "now", lambda elapsed=elapsed: created + elapsed)
+        waits.append(step._still_ingesting(search, run))
     assert waits == [True, True, False, False]
     ingested = replace(search, stores=[])
-    monkeypatch.setattr(turn, "now", lambda: created)
-    assert turn._still_ingesting(ingested, run) is False
+    monkeypatch.setattr(step, "now", lambda: created)
+    assert step._still_ingesting(ingested, run) is False
 
 
 def test_an_ingestion_retried_after_a_crash_indexes_each_chunk_once(

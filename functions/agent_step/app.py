@@ -1,4 +1,4 @@
-"""Step Functions task: one model turn of a run (invoked with {tenant, thread_id, run_id, event_seq})."""
+"""Step Functions task: one model turn of a run (invoked with {tenant, thread_id, run_id, event_seq, after})."""
 
 from typing import Any
 
@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from assistants_core import tokens
 from assistants_core.agent import model
-from assistants_core.agent.turn import run_agent_step
+from assistants_core.agent.step import run_agent_step
 from assistants_core.repository import default_repository
 
 logger = Logger()
@@ -26,7 +26,12 @@ tokens.warm_up()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event["run_id"], thread_id=event["thread_id"])
     outcome = run_agent_step(
-        default_repository(), event["tenant"], event["thread_id"], event["run_id"], int(event.get("event_seq") or 0)
+        default_repository(),
+        event["tenant"],
+        event["thread_id"],
+        event["run_id"],
+        int(event.get("event_seq") or 0),
+        resume=event.get("after") == "continue",  # after RunCode ran the model's code
     )
     # How turns end (completed, requires_action, failed, ...): the service's health at a glance.
     metrics.add_dimension(name="outcome", value=outcome["status"])

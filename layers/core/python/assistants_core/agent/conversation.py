@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import tokens
+from ..code_interpreter import tool as code_tool
 from ..types import Message, Run, RunStep
 from .citations import tool_output
 
@@ -51,13 +52,18 @@ def history(messages: list[Message], run: Run, images: ImageLoader | None = None
 
 
 def run_turns(
-    steps: list[RunStep], run_messages: dict[str, Message], search_arguments: dict[str, str] | None = None
+    steps: list[RunStep],
+    run_messages: dict[str, Message],
+    search_arguments: dict[str, str] | None = None,
+    code_results: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """This run's earlier turns: assistant messages, tool calls and their outputs.
 
     A ``file_search`` call is given back as the model made it (a call of the ``file_search``
     function, with the arguments kept in ``search_arguments`` by call id) with its results as
-    the output, numbered as the citation markers count calls across the run."""
+    the output, numbered as the citation markers count calls across the run. A
+    ``code_interpreter`` call is a call of the ``python`` function, with what its code printed
+    and wrote (``code_results`` by call id) as the output."""
     turns: list[dict[str, Any]] = []
     search_number = 0
     for step in steps:
@@ -91,6 +97,12 @@ def run_turns(
                     {"role": "tool", "tool_call_id": call["id"], "content": tool_output(search_number, results)}
                 )
                 search_number += 1
+            elif call.get("type") == "code_interpreter":
+                calls.append(code_tool.model_call(call))
+                result = (code_results or {}).get(call["id"]) or {}
+                outputs.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": result.get("model_output") or "(no output)"}
+                )
         if calls:
             turns.append({"role": "assistant", "content": None, "tool_calls": calls})
             turns += outputs

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,3 +205,26 @@ def classify(error: Exception) -> ModelError:
     ):
         return ModelError("invalid_prompt", message)
     return ModelError("server_error", message)
+
+
+# A worker waits through the model's time to first token; one per concurrent turn (one per Lambda).
+_PREFETCH = ThreadPoolExecutor(max_workers=64, thread_name_prefix="model-prefetch")
+
+
+class Prefetch:
+    """A model call started early: its first chunk is awaited in a worker thread."""
+
+    def __init__(self, request: ModelRequest, prompt_tokens: int) -> None:
+        self.request, self.prompt_tokens = request, prompt_tokens
+        self.iterator = stream_completion(request)
+        self.future = _PREFETCH.submit(next, self.iterator, None)
+
+    def chunks(self) -> Iterator[Chunk]:
+        first = self.future.result()  # re-raises the call's ModelError
+        if first is None:
+            return
+        yield first
+        yield from self.iterator
+
+    def abandon(self) -> None:
+        self.future.add_done_callback(lambda _: self.iterator.close())

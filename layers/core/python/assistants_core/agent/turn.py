@@ -1,22 +1,23 @@
-"""One model turn: read the run, call the model, stream what it says into steps, messages and
-events, and leave the run completed, incomplete, failed or waiting for tool outputs.
+"""One model turn: call the model, stream what it says into steps, messages and events, and
+leave the run completed, incomplete, failed, waiting for tool outputs, or going on (after a
+search, or once the service has run the model's code).
 
-The state machine calls :func:`run_agent_step` once per turn and routes on the status it
-returns; ``requires_action`` parks the run until ``submit_tool_outputs`` resumes it.
+:mod:`.step` runs the turns of one state machine task.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from .. import tokens
-from ..config import settings
+from ..code_interpreter import calls as code_calls
+from ..code_interpreter import files as code_files
+from ..code_interpreter import tool as code_tool
 from ..ids import new_id, now
 from ..repository import (
     MESSAGE_PREFIX,
@@ -24,148 +25,37 @@ from ..repository import (
     ConcurrentModification,
     Repository,
     StoredDoc,
-    step_prefix,
     step_sk,
 )
-from ..services.lifecycle import RunRef, fail, load_run, transition
+from ..services.lifecycle import RunRef, add_usage, load_run, park_for_tool_outputs, transition
 from ..services.run_events import RunEventWriter
-from ..services.vector_stores import touch
 from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
-from ..types.run import TERMINAL_STATUSES
 from . import citations, file_search
 from .conversation import count_tokens, fit, history, run_turns
 from .images import image_loader
-from .model import Chunk, Finish, ModelError, ModelRequest, TextDelta, TokenUsage, ToolCallDelta, stream_completion
+from .model import (
+    Chunk,
+    Finish,
+    ModelError,
+    ModelRequest,
+    Prefetch,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+    stream_completion,
+)
 
 logger = Logger()
 CANCEL_CHECK_SECONDS = 1.0
 # What a turn that ran file_search and nothing else returns: the run goes on with another turn.
 CONTINUE = "continue"
+# What a turn whose model called python returns: the state machine runs the code (RunCode), then
+# calls the next turn with ``resume``.
+CODE = "code"
 # What the first turn returns while the run's vector stores still ingest (the state machine
 # waits and calls again; see statemachine/run.asl.json).
 WAITING = "waiting"
-
-
-def run_agent_step(repo: Repository, tenant: str, thread_id: str, run_id: str, event_seq: int = 0) -> dict[str, Any]:
-    """One turn; returns the run's status and the last event number, which the state machine
-    hands to the next turn (``event_seq``: 0 if unknown)."""
-    ref = RunRef(tenant, thread_id, run_id)
-    events = RunEventWriter(repo, tenant, run_id, next_seq=event_seq + 1 if event_seq > 0 else None)
-    try:
-        status = _step(repo, ref, events)
-    finally:
-        events.close()
-    return {"status": status, "event_seq": events.known_last_seq}
-
-
-def _step(repo: Repository, ref: RunRef, events: RunEventWriter) -> str:
-    thread_items = repo.partition_stored(ref.pk)  # the run and its thread's messages in one read
-    stored = thread_items.get(ref.sk)
-    if stored is None:
-        return "missing"  # the thread was deleted
-    run = Run.model_validate(stored.doc)
-    if run.status in TERMINAL_STATUSES or run.status == "cancelling":
-        return run.status
-    if run.status == "requires_action":
-        failed = fail(repo, ref, "server_error", "The run could not wait for tool outputs.", events)
-        return failed.status if failed else run.status
-    outputs = stored.attributes.get("tool_outputs")
-    thread = thread_items.get(THREAD_SK)
-    search = file_search.settings_for(repo, ref.tenant, run, thread.doc if thread else None)
-    if search is not None and not outputs and run.status == "queued" and _still_ingesting(search, run):
-        return WAITING
-    if outputs:
-        _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
-        events.emit(ev.run_event("queued"), run)
-    # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
-    prefetch = None if outputs else Turn(repo, ref, run, events, search).start_model(thread_items)
-    started = transition(
-        repo,
-        ref,
-        "in_progress",
-        allowed_from={"queued"},
-        events=events,
-        remove=["tool_outputs"],
-        stored=stored,  # applying tool outputs changes a step, not the run item
-    )
-    if started is None:
-        if prefetch is not None:
-            prefetch.abandon()
-        current = load_run(repo, ref)
-        return current.status if current else "missing"
-    if search is not None and not outputs:
-        touch(repo, ref.tenant, search.stores)  # a run uses its stores, searching or not: their expiry moves
-    try:
-        turn = Turn(repo, ref, started, events, search)
-        status = turn.execute(prefetch)
-        rounds = 1
-        while status == CONTINUE:  # the model searched: it answers (or searches again) next
-            if rounds > file_search.MAX_ROUNDS:  # told to answer (tool_choice "none"), it searched anyway
-                message = "The model kept searching the files instead of answering."
-                failed = fail(repo, ref, "server_error", message, events)
-                return failed.status if failed else "failed"
-            more = rounds < file_search.MAX_ROUNDS
-            turn = Turn(repo, ref, started, events, search, carried=turn.carried, search_more=more)
-            status = turn.execute()
-            rounds += 1
-        return status
-    except ModelError as error:
-        logger.warning("model call failed", extra={"run_id": ref.run_id, "code": error.code, "error": error.message})
-        failed = fail(repo, ref, error.code, error.message, events)
-        return failed.status if failed else "failed"
-
-
-def _still_ingesting(search: file_search.SearchSettings, run: Run) -> bool:
-    """Whether a new run should wait for its stores' files, as OpenAI's did, within a bound."""
-    return search.ingesting() and now() - run.created_at < settings().file_search_wait_seconds
-
-
-def _apply_tool_outputs(repo: Repository, ref: RunRef, outputs: dict[str, str], events: RunEventWriter) -> None:
-    """Complete the tool-calls step with the submitted outputs (the claim stored them on the run)."""
-    steps = repo.list(ref.pk, step_prefix(ref.run_id), limit=100, order="desc").items
-    for doc in steps:
-        step = RunStep.model_validate(doc)
-        if step.type != "tool_calls" or step.status != "in_progress":
-            continue
-
-        def complete(current: dict[str, Any]) -> dict[str, Any] | None:
-            if current["status"] != "in_progress":
-                return None
-            for call in current["step_details"]["tool_calls"]:
-                if call["id"] in outputs:
-                    call["function"]["output"] = outputs[call["id"]]
-            current["status"] = "completed"
-            current["completed_at"] = now()
-            return current
-
-        updated = repo.mutate(ref.pk, step_sk(ref.run_id, step.id), complete)
-        if updated is not None and updated["status"] == "completed":
-            events.emit(ev.STEP_COMPLETED, updated)
-        return
-
-
-# A worker waits through the model's time to first token; one per concurrent turn (one per Lambda).
-_PREFETCH = ThreadPoolExecutor(max_workers=64, thread_name_prefix="model-prefetch")
-
-
-class Prefetch:
-    """A model call started early: its first chunk is awaited in a worker thread."""
-
-    def __init__(self, request: ModelRequest, prompt_tokens: int) -> None:
-        self.request, self.prompt_tokens = request, prompt_tokens
-        self.iterator = stream_completion(request)
-        self.future = _PREFETCH.submit(next, self.iterator, None)
-
-    def chunks(self) -> Iterator[Chunk]:
-        first = self.future.result()  # re-raises the call's ModelError
-        if first is None:
-            return
-        yield first
-        yield from self.iterator
-
-    def abandon(self) -> None:
-        self.future.add_done_callback(lambda _: self.iterator.close())
 
 
 class Turn:
@@ -195,6 +85,10 @@ class Turn:
         self.citation_table: citations.CitationTable = {}
         self.citations: citations.CitationStream | None = None
         self.searches_before = 0  # file_search calls of this run's earlier turns
+        self.code_paths: dict[str, str] | None = None  # file id -> name in /mnt/data; None: no code tool
+        self.code_calls_before = 0  # code_interpreter calls of this run's earlier turns
+        self.output_files: dict[str, str] = {}  # /mnt/data path -> file id, of files this run's code wrote
+        self.new_images: list[str] = []  # images this run's code made that no message shows yet
         self._last_cancel_check = time.monotonic()
 
     # ------------------------------------------------------------ the turn
@@ -246,6 +140,8 @@ class Turn:
                 self._run_searches(searches)
             if searches and len(searches) == len(self.calls):
                 return self._finish_search_round(usage)
+            if any(c["kind"] == "code" for c in self.calls.values()):
+                return self._finish_code_round(usage)
             return self._finish_tool_calls(usage)
         if finish == "length":
             self._close_message(incomplete=True, usage=usage)
@@ -271,8 +167,11 @@ class Turn:
         ]
         steps = [RunStep.model_validate(s.doc) for s in run_steps]
         arguments: dict[str, str] = {}
+        code_results: dict[str, dict[str, Any]] = {}
         for s in run_steps:
             arguments.update(json.loads(str(s.attributes.get("search_arguments") or "{}")))
+            code_results.update(json.loads(str(s.attributes.get(code_calls.RESULTS_ATTRIBUTE) or "{}")))
+        self._read_code_results(steps, messages, code_results)
         self.citation_table = citations.table_from([s.doc for s in run_steps])
         self.searches_before = sum(1 for s in steps for c in s.tool_calls() if c.get("type") == "file_search")
         if self.citation_table:
@@ -286,7 +185,7 @@ class Turn:
             run.model,
             system,
             history(messages, run, images),
-            run_turns(steps, {m.id: m for m in messages}, arguments),
+            run_turns(steps, {m.id: m for m in messages}, arguments, code_results),
             budget,
         )
         if conversation is None:
@@ -301,6 +200,20 @@ class Turn:
             choice = file_search.tool_choice(choice, searched=self.searches_before > 0) if self.search_more else "none"
         elif isinstance(choice, dict) and choice.get("type") == "file_search":
             choice = "auto"  # nothing to search: the search tool is not offered, so it cannot be named
+        if any(t.get("type") == "code_interpreter" for t in run.tools):
+            thread = thread_items.get(THREAD_SK)
+            self.code_paths = code_files.available_files(
+                self.repo, self.ref.tenant, run.assistant_id, thread.doc if thread else None, messages
+            )
+            tools.append(code_tool.tool_definition([code_files.model_path(p) for p in self.code_paths.values()]))
+            ran = self.code_calls_before > 0
+            if ran and choice == "required":
+                choice = "auto"  # the model ran code: it may answer now
+            choice = code_tool.tool_choice(choice, ran=ran)
+            if self.code_calls_before >= code_tool.MAX_CALLS or not self.search_more:
+                choice = "none"
+        elif isinstance(choice, dict) and choice.get("type") == "code_interpreter":
+            choice = "auto"
         return (
             ModelRequest(
                 model=run.model,
@@ -316,6 +229,22 @@ class Turn:
             ),
             count_tokens(run.model, conversation),
         )
+
+    def _read_code_results(
+        self, steps: list[RunStep], messages: list[Message], results: dict[str, dict[str, Any]]
+    ) -> None:
+        """What this run's code produced so far: files the answer may link, images to show."""
+        self.code_calls_before = sum(1 for s in steps for c in s.tool_calls() if c.get("type") == "code_interpreter")
+        shown = {
+            part["image_file"]["file_id"]
+            for m in messages
+            if m.run_id == self.run.id
+            for part in m.content
+            if part.get("type") == "image_file"
+        }
+        for result in results.values():
+            self.output_files.update({f["path"]: f["file_id"] for f in result.get("files") or []})
+            self.new_images += [i for i in result.get("images") or [] if i not in shown and i not in self.new_images]
 
     def _usage(self, reported: TokenUsage | None, prompt_tokens: int) -> Usage:
         if reported is not None:
@@ -356,7 +285,8 @@ class Turn:
         if chunk.index not in self.calls:
             call_id = chunk.id or new_id("call")
             searching = self.search is not None and chunk.name == file_search.FUNCTION_NAME
-            kind = "file_search" if searching else "function"
+            coding = self.code_paths is not None and chunk.name == code_tool.FUNCTION_NAME
+            kind = "file_search" if searching else "code" if coding else "function"
             self.calls[chunk.index] = {
                 "id": call_id,
                 "name": chunk.name or "",
@@ -365,6 +295,14 @@ class Turn:
             }
             if searching:  # its arguments are ours to read, not the client's: no deltas of them
                 fragment = {"index": chunk.index, "id": call_id, "type": "file_search", "file_search": {}}
+            elif coding:  # the code streams into the call's input as the model writes it
+                code = self.calls[chunk.index]["code"] = code_tool.CodeInput()
+                fragment = {
+                    "index": chunk.index,
+                    "id": call_id,
+                    "type": "code_interpreter",
+                    "code_interpreter": {"input": code.feed(chunk.arguments), "outputs": []},
+                }
             else:
                 fragment = {
                     "index": chunk.index,
@@ -379,7 +317,13 @@ class Turn:
             call["arguments"] += chunk.arguments
             if not chunk.arguments or call["kind"] == "file_search":
                 return
-            fragment = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
+            if call["kind"] == "code":
+                written = call["code"].feed(chunk.arguments)
+                if not written:
+                    return
+                fragment = {"index": chunk.index, "type": "code_interpreter", "code_interpreter": {"input": written}}
+            else:
+                fragment = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
         delta = {
             "id": self.tool_step.id,
             "object": "thread.run.step.delta",
@@ -447,9 +391,17 @@ class Turn:
                 self._emit_text(piece, found)
 
     def _content(self) -> list[dict[str, Any]]:
-        """The message's text with an annotation on each citation marker it holds."""
+        """The message's text with an annotation on each citation marker and each link to a file
+        the code wrote, then the images the code made (text first, as OpenAI's were)."""
         text = "".join(self.text)
-        return [{"type": "text", "text": {"value": text, "annotations": citations.annotate(text, self.citation_table)}}]
+        annotations = citations.annotate(text, self.citation_table) + code_files.link_annotations(
+            text, self.output_files
+        )
+        annotations.sort(key=lambda a: int(a["start_index"]))
+        return [{"type": "text", "text": {"value": text, "annotations": annotations}}] + self._image_parts()
+
+    def _image_parts(self) -> list[dict[str, Any]]:
+        return [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in self.new_images]
 
     def _close_message(self, *, incomplete: bool, usage: Usage | None) -> None:
         self._flush_citations()
@@ -469,6 +421,11 @@ class Turn:
         step = self.message_step.model_copy(update={"status": "completed", "completed_at": moment, "usage": usage})
         self.message_step = step
         message_doc, step_doc = message.model_dump(mode="json"), step.model_dump(mode="json")
+        if self.new_images:  # the SDK's on_image_file_done sees images in deltas
+            parts = [{"index": i, **part} for i, part in enumerate(self._image_parts(), start=1)]
+            self.events.delta(
+                ev.MESSAGE_DELTA, {"id": message.id, "object": "thread.message.delta", "delta": {"content": parts}}
+            )
         closing = [
             (ev.MESSAGE_INCOMPLETE if incomplete else ev.MESSAGE_COMPLETED, message_doc),
             (ev.STEP_COMPLETED, step_doc),
@@ -516,6 +473,8 @@ class Turn:
         for _, c in sorted(self.calls.items()):
             if c["kind"] == "file_search":
                 recorded.append(file_search.file_search_call(c["id"], self.search, c.get("results", [])))
+            elif c["kind"] == "code":
+                recorded.append(code_tool.code_call(c["id"], code_tool.code_of(c["arguments"])))
             else:
                 recorded.append(
                     {
@@ -559,6 +518,18 @@ class Turn:
         self.carried = self.carried + usage
         return CONTINUE if not self._cancelled(force=True) else self._current_status()
 
+    def _finish_code_round(self, usage: Usage) -> str:
+        """The model wrote code: the step waits for its outputs, and the state machine runs it."""
+        assert self.tool_step is not None
+        step = self.tool_step.model_copy(
+            update={"step_details": {"type": "tool_calls", "tool_calls": self._recorded_calls()}, "usage": usage}
+        )
+        self._save(
+            step_sk(self.run.id, step.id), step.model_dump(mode="json"), search_arguments=self._search_arguments()
+        )
+        add_usage(self.repo, self.ref, self.carried + usage)
+        return CODE if not self._cancelled(force=True) else self._current_status()
+
     def _finish_tool_calls(self, usage: Usage) -> str:
         assert self.tool_step is not None
         calls = self._recorded_calls()
@@ -568,31 +539,7 @@ class Turn:
         self._save(
             step_sk(self.run.id, step.id), step.model_dump(mode="json"), search_arguments=self._search_arguments()
         )
-        required = {
-            "type": "submit_tool_outputs",
-            "submit_tool_outputs": {
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-                    }
-                    for c in calls
-                    if c["type"] == "function"
-                ]
-            },
-        }
-        spent = self.carried + usage
-
-        def park(run: Run) -> None:
-            run.required_action = required
-            run.usage = (run.usage or Usage()) + spent
-            run.expires_at = now() + settings().run_expiry_seconds
-
-        parked = transition(
-            self.repo, self.ref, "requires_action", allowed_from={"in_progress"}, events=self.events, change=park
-        )
-        return parked.status if parked else self._current_status()
+        return park_for_tool_outputs(self.repo, self.ref, calls, self.events, self.carried + usage)
 
     def _finish_incomplete(self, reason: str, usage: Usage) -> str:
         spent = self.carried + usage

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from ..config import settings
 from ..ids import now
 from ..repository import (
     MESSAGE_PREFIX,
@@ -24,7 +26,7 @@ from ..repository import (
     step_sk,
     thread_pk,
 )
-from ..types import Run, RunStep
+from ..types import Run, RunStep, Usage
 from ..types.events import MESSAGE_INCOMPLETE, run_event
 from ..types.message import text_part
 from ..types.run import TERMINAL_STATUSES, LastError
@@ -115,6 +117,52 @@ def _stamp(run: Run) -> None:
         run.required_action = None
         if run.status != "expired":
             run.expires_at = None
+
+
+def park_for_tool_outputs(
+    repo: Repository, ref: RunRef, calls: list[dict[str, Any]], events: RunEventWriter, spent: Usage | None = None
+) -> str:
+    """Move the run to ``requires_action`` for the client's function calls among ``calls`` (a
+    step's recorded tool calls); returns the run's status."""
+    required = {
+        "type": "submit_tool_outputs",
+        "submit_tool_outputs": {
+            "tool_calls": [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                }
+                for c in calls
+                if c["type"] == "function"
+            ]
+        },
+    }
+
+    def park(run: Run) -> None:
+        run.required_action = required
+        if spent is not None:
+            run.usage = (run.usage or Usage()) + spent
+        run.expires_at = now() + settings().run_expiry_seconds
+
+    parked = transition(repo, ref, "requires_action", allowed_from={"in_progress"}, events=events, change=park)
+    if parked is not None:
+        return parked.status
+    current = load_run(repo, ref)
+    return current.status if current else "missing"
+
+
+def add_usage(repo: Repository, ref: RunRef, spent: Usage) -> None:
+    """Count a turn's tokens on a run that goes on (a turn whose calls the service runs)."""
+
+    def account(doc: dict[str, Any]) -> dict[str, Any] | None:
+        if doc.get("status") != "in_progress":
+            return None
+        run = Run.model_validate(doc)
+        run.usage = (run.usage or Usage()) + spent
+        return run.model_dump(mode="json")
+
+    repo.mutate(ref.pk, ref.sk, account)
 
 
 def release_thread(repo: Repository, ref: RunRef) -> None:

@@ -201,9 +201,19 @@ def _merge_tool_call_delta(into: dict[str, Any], data: dict[str, Any]) -> bool:
         return False  # a call's first fragment (id, name) is never merged into another call's
     fragment = new_calls[0]
     for call in old_calls:
-        if call["index"] == fragment["index"]:
-            call["function"]["arguments"] = call["function"].get("arguments", "") + fragment["function"]["arguments"]
+        if call["index"] != fragment["index"]:
+            continue
+        if call.get("type") != fragment.get("type"):
+            return False
+        if fragment.get("type") == "code_interpreter":  # code as it is written; outputs are never merged
+            if set(fragment["code_interpreter"]) != {"input"} or call["code_interpreter"].get("outputs"):
+                return False
+            call["code_interpreter"]["input"] = (
+                call["code_interpreter"].get("input", "") + fragment["code_interpreter"]["input"]
+            )
             return True
+        call["function"]["arguments"] = call["function"].get("arguments", "") + fragment["function"]["arguments"]
+        return True
     old_calls.append(copy.deepcopy(fragment))
     return True
 

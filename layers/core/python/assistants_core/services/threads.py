@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..code_interpreter import sessions as code_sessions
+from ..code_interpreter.sandbox import Sandbox
 from ..errors import NotFoundError, too_large
 from ..ids import new_id, now
 from ..repository import THREAD_SK, ItemTooLarge, Repository, thread_pk
@@ -79,9 +81,13 @@ def update_thread(
     return Thread.model_validate(doc)
 
 
-def delete_thread(repo: Repository, tenant: str, thread_id: str) -> DeletedObject:
+def delete_thread(repo: Repository, tenant: str, thread_id: str, sandbox: Sandbox | None = None) -> DeletedObject:
+    """Delete the thread, everything in it, and its code interpreter session."""
     pk = thread_pk(tenant, thread_id)
+    session = code_sessions.recorded(repo, tenant, thread_id)
     if not repo.delete(pk, THREAD_SK):
         raise NotFoundError.for_object("thread", thread_id, param="thread_id")
     repo.delete_partition(pk)
+    if session is not None:
+        (sandbox or Sandbox()).stop(session.id)
     return DeletedObject(id=thread_id, object="thread.deleted")

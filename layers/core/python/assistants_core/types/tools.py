@@ -41,16 +41,18 @@ class CodeInterpreterTool(RequestModel):
     type: Literal["code_interpreter"]
 
 
+# The model calls file_search and code_interpreter as functions of these names, so a function of
+# the same name beside the tool could not be told apart.
+_TOOL_FUNCTIONS = {FileSearchTool: "file_search", CodeInterpreterTool: "python"}
+
+
 def _check_tools(tools: list[Any] | None) -> list[Any] | None:
-    for tool in tools or []:
-        if isinstance(tool, CodeInterpreterTool):
-            raise ValueError("the code_interpreter tool is not supported by this server")
-    # The model calls file_search as a function of that name, so a function of the same name
-    # beside it could not be told apart.
-    if any(isinstance(tool, FileSearchTool) for tool in tools or []) and any(
-        isinstance(tool, FunctionTool) and tool.function.name == "file_search" for tool in tools or []
-    ):
-        raise ValueError("a function named 'file_search' cannot be used together with the file_search tool")
+    for kind, name in _TOOL_FUNCTIONS.items():
+        if any(isinstance(tool, kind) for tool in tools or []) and any(
+            isinstance(tool, FunctionTool) and tool.function.name == name for tool in tools or []
+        ):
+            label = "file_search" if kind is FileSearchTool else "code_interpreter"
+            raise ValueError(f"a function named '{name}' cannot be used together with the {label} tool")
     return tools
 
 

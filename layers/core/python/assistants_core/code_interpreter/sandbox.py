@@ -1,0 +1,248 @@
+"""The code interpreter's sandbox: Amazon Bedrock AgentCore Code Interpreter sessions.
+
+The same adapter runs on AWS and in the local stack, whose emulated AWS serves the AgentCore
+data-plane calls it makes (``local/emulator/agentcore.py``) with a local worker process. A
+session is a sandbox with a Python process whose variables persist between calls; the service
+installs :mod:`.runner` in it first, then runs each of the model's calls through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = Logger()
+BUILT_IN_INTERPRETER = "aws.codeinterpreter.v1"
+# /mnt/data to the model: a folder of the session's working directory (runner.py's _sa_data).
+DATA = "data/"
+RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text(encoding="utf-8")
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+# What a session may not do, whatever AWS answers: a failed start ends the run with this code.
+UNAVAILABLE_CODES = {
+    "ServiceQuotaExceededException": "rate_limit_exceeded",
+    "ThrottlingException": "rate_limit_exceeded",
+}
+
+
+class SessionGone(Exception):
+    """The session ended (timed out, stopped, or its sandbox died): its state is lost."""
+
+
+class SandboxUnavailable(Exception):
+    """No session could be had (quota, throttling, permissions): the run cannot go on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # under /mnt/data (a file the code wrote), or of a figure outside it
+    data: bytes
+    figure: bool = False  # a chart the code drew but did not save (shown, not a file in /mnt/data)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def image_type(self) -> str | None:
+        return IMAGE_TYPES.get(os.path.splitext(self.path)[1].lower())
+
+
+@dataclass
+class Execution:
+    logs: str
+    error: bool = False
+    timed_out: bool = False
+    files: list[OutputFile] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)  # written, but over the size limit: not kept
+
+
+@dataclass(frozen=True)
+class Limits:
+    call_seconds: float
+    logs_characters: int
+    file_bytes: int
+    files_per_call: int
+
+
+def limits() -> Limits:
+    return Limits(
+        call_seconds=float(os.environ.get("CODE_INTERPRETER_CALL_SECONDS", "120")),
+        logs_characters=int(os.environ.get("CODE_INTERPRETER_LOGS_CHARACTERS", "20000")),
+        file_bytes=int(os.environ.get("CODE_INTERPRETER_FILE_BYTES", str(50 * 1024 * 1024))),
+        files_per_call=int(os.environ.get("CODE_INTERPRETER_FILES_PER_CALL", "20")),
+    )
+
+
+class Sandbox:
+    """AgentCore Code Interpreter sessions of one interpreter (built-in or a custom one)."""
+
+    def __init__(self, interpreter: str | None = None, client: Any = None) -> None:
+        self.interpreter = interpreter or os.environ.get("CODE_INTERPRETER_ID") or BUILT_IN_INTERPRETER
+        self.client = client or _client()
+
+    # ------------------------------------------------------------ sessions
+
+    def start(self, name: str, timeout_seconds: int) -> str:
+        """A new session with the runner installed; its id."""
+        try:
+            started = self.client.start_code_interpreter_session(
+                codeInterpreterIdentifier=self.interpreter, name=name, sessionTimeoutSeconds=timeout_seconds
+            )
+        except ClientError as error:
+            raise _unavailable(error) from error
+        session_id = str(started["sessionId"])
+        try:
+            ready = self._invoke(session_id, "executeCode", {"code": RUNNER_SOURCE, "language": "python"})
+        except SessionGone as error:
+            raise SandboxUnavailable("server_error", "The code interpreter session ended as it started.") from error
+        if '"ready": true' not in _stdout(ready):
+            self.stop(session_id)
+            raise SandboxUnavailable("server_error", "The code interpreter session could not be prepared.")
+        return session_id
+
+    def stop(self, session_id: str) -> None:
+        """Stop a session; one that already ended is fine."""
+        try:
+            self.client.stop_code_interpreter_session(codeInterpreterIdentifier=self.interpreter, sessionId=session_id)
+        except ClientError as error:
+            if _code(error) not in ("ResourceNotFoundException", "ConflictException"):
+                logger.warning("could not stop a code interpreter session", extra={"error": _code(error)})
+        except BotoCoreError as error:  # it ends by itself at its timeout: nothing waits on this
+            logger.warning("could not stop a code interpreter session", extra={"error": str(error)})
+
+    # ------------------------------------------------------------ files and code
+
+    def write_files(self, session_id: str, files: list[tuple[str, bytes]]) -> None:
+        """Put files in the session's data directory (``/mnt/data`` to the model)."""
+        for start in range(0, len(files), 20):
+            batch = [{"path": DATA + name, "blob": data} for name, data in files[start : start + 20]]
+            result = self._invoke(session_id, "writeFiles", {"content": batch})
+            if result.get("isError"):
+                raise SandboxUnavailable("server_error", "The files could not be written to the code interpreter.")
+
+    def execute(self, session_id: str, code: str, limits: Limits) -> Execution:
+        """Run the model's code; its logs, and the files it wrote (read back, within the limits)."""
+        result = self._invoke(session_id, "executeCode", {"code": f"_sa_run({code!r}, {limits.call_seconds!r})"})
+        logs = _stdout(result) + _stderr(result)
+        if "NameError" in logs and "_sa_run" in logs:  # the runner is gone: the session was reset
+            raise SessionGone("the session lost its state")
+        report = self._report(session_id)
+        execution = Execution(
+            logs=_cut(logs, limits.logs_characters),
+            error=bool(report.get("error")) or bool(result.get("isError")),
+            timed_out=bool(report.get("timed_out")),
+        )
+        wanted: list[tuple[str, bool]] = []
+        for entry, figure in [(f, False) for f in report.get("files", [])] + [
+            (f, True) for f in report.get("figures", [])
+        ]:
+            if len(wanted) >= limits.files_per_call or int(entry.get("size", 0)) > limits.file_bytes:
+                execution.too_large.append(str(entry["path"]).removeprefix(DATA))
+                continue
+            wanted.append((str(entry["path"]), figure))
+        if wanted:
+            contents = self.read_files(session_id, [path for path, _ in wanted])
+            execution.files = [
+                OutputFile(path.removeprefix(DATA), contents[path], figure)
+                for path, figure in wanted
+                if path in contents
+            ]
+        return execution
+
+    def read_files(self, session_id: str, paths: list[str]) -> dict[str, bytes]:
+        result = self._invoke(session_id, "readFiles", {"paths": paths})
+        found: dict[str, bytes] = {}
+        for block in result.get("content") or []:
+            resource = block.get("resource") or {}
+            uri = str(resource.get("uri") or block.get("uri") or "")
+            path = next((p for p in paths if uri.endswith("/" + p) or uri == p), None)
+            if path is None:
+                continue
+            if resource.get("blob") is not None:
+                found[path] = bytes(resource["blob"])
+            elif resource.get("text") is not None:
+                found[path] = str(resource["text"]).encode("utf-8")
+        return found
+
+    def _report(self, session_id: str) -> dict[str, Any]:
+        lines = _stdout(self._invoke(session_id, "executeCode", {"code": "_sa_report()"})).strip().splitlines()
+        try:
+            report = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            report = {}
+        return report if isinstance(report, dict) else {}
+
+    def _invoke(self, session_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """One tool call; the ``result`` event's body. A missing session is :class:`SessionGone`."""
+        try:
+            response = self.client.invoke_code_interpreter(
+                codeInterpreterIdentifier=self.interpreter, sessionId=session_id, name=name, arguments=arguments
+            )
+            result: dict[str, Any] = {}
+            for event in response["stream"]:  # an error event raises here, as a ClientError
+                result = event.get("result", result)
+            return result
+        except ClientError as error:
+            if _code(error) == "ResourceNotFoundException":
+                raise SessionGone(str(error)) from error
+            raise _unavailable(error) from error
+
+
+def _unavailable(error: ClientError) -> SandboxUnavailable:
+    code = _code(error)
+    message = error.response.get("Error", {}).get("Message") or code
+    return SandboxUnavailable(
+        UNAVAILABLE_CODES.get(code, "server_error"), f"The code interpreter is not available ({code}): {message}"
+    )
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code") or "")
+
+
+def _stdout(result: dict[str, Any]) -> str:
+    structured = result.get("structuredContent") or {}
+    if "stdout" in structured:
+        return str(structured.get("stdout") or "")
+    return "".join(str(b.get("text") or "") for b in result.get("content") or [] if b.get("type") == "text")
+
+
+def _stderr(result: dict[str, Any]) -> str:
+    return str((result.get("structuredContent") or {}).get("stderr") or "")
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [{len(text) - limit} characters cut] ...\n{text[-half:]}"
+
+
+@lru_cache(maxsize=1)
+def _client() -> Any:
+    import boto3
+
+    from ..config import boto_config
+
+    # A call may run for the call limit and more: botocore's 60 s read timeout would cut it.
+    config = boto_config().merge(Config(read_timeout=300, retries={"max_attempts": 3, "mode": "standard"}))
+    return boto3.client("bedrock-agentcore", config=config)
