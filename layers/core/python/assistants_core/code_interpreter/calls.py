@@ -140,9 +140,9 @@ class _Runner:
         missing = {file_id: path for file_id, path in self.paths.items() if file_id not in self.session.files}
         if not missing:
             return
-        contents = [(path, self.blobs.get(file_key(self.ref.tenant, file_id))) for file_id, path in missing.items()]
-        self.sandbox.write_files(self.session.id, contents)
-        self.session.files.update(missing)
+        for file_id, path in missing.items():  # one in memory at a time
+            self.sandbox.write_files(self.session.id, [(path, self.blobs.get(file_key(self.ref.tenant, file_id)))])
+            self.session.files[file_id] = path
         sessions.save(self.repo, self.sandbox, self.ref.tenant, self.ref.thread_id, self.session)
 
 

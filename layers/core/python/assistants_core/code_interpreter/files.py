@@ -42,7 +42,9 @@ def requested_file_ids(
 def available_files(
     repo: Repository, tenant: str, assistant_id: str, thread: dict[str, Any] | None, messages: list[Message]
 ) -> dict[str, str]:
-    """File id -> its path under /mnt/data, for the files that still exist."""
+    """File id -> its path under /mnt/data, for the files that still exist and that AgentCore
+    takes inline (``CODE_INTERPRETER_INPUT_BYTES``, 100 MB: a larger one is left out)."""
+    largest = int(os.environ.get("CODE_INTERPRETER_INPUT_BYTES", str(100 * 1000 * 1000)))
     assistant = repo.get_doc(tenant_pk(tenant), ASSISTANT_PREFIX + assistant_id)
     ids = requested_file_ids(assistant, thread, messages)
     if not ids:
@@ -54,7 +56,10 @@ def available_files(
         stored = found.get((tenant_pk(tenant), file_sk(file_id)))
         if stored is None:
             continue  # deleted since it was named: the run goes on without it
-        name = safe_name(FileObject.model_validate(stored.doc).filename, file_id)
+        file = FileObject.model_validate(stored.doc)
+        if file.bytes > largest:
+            continue
+        name = safe_name(file.filename, file_id)
         if name in taken:
             stem, extension = os.path.splitext(name)
             name = f"{stem}-{file_id}{extension}"

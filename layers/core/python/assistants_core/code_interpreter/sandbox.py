@@ -133,9 +133,8 @@ class Sandbox:
 
     def write_files(self, session_id: str, files: list[tuple[str, bytes]]) -> None:
         """Put files in the session's data directory (``/mnt/data`` to the model)."""
-        for start in range(0, len(files), 20):
-            batch = [{"path": DATA + name, "blob": data} for name, data in files[start : start + 20]]
-            result = self._invoke(session_id, "writeFiles", {"content": batch})
+        for name, data in files:  # one at a time: each may be up to AgentCore's 100 MB inline
+            result = self._invoke(session_id, "writeFiles", {"content": [{"path": DATA + name, "blob": data}]})
             if result.get("isError"):
                 raise SandboxUnavailable("server_error", "The files could not be written to the code interpreter.")
 
