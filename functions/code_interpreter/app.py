@@ -28,6 +28,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event["thread_id"],
         event["run_id"],
         int(event.get("event_seq") or 0),
+        seconds_left=context.get_remaining_time_in_millis() / 1000,
     )
     metrics.add_metric(name="CodeInterpreterSteps", unit=MetricUnit.Count, value=1)
     return outcome

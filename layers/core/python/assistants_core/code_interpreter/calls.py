@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -32,6 +33,8 @@ from .sessions import Session
 logger = Logger()
 RESULTS_ATTRIBUTE = "code_results"
 CONTINUE = "continue"
+# Kept from the function's time for starting a session, files and recording (per call).
+RESERVED_SECONDS = 60
 SESSION_ENDED_NOTE = (
     "Note: the earlier Python session had ended, so the variables and imports of earlier calls are gone "
     "(the files were put back in /mnt/data)."
@@ -39,19 +42,32 @@ SESSION_ENDED_NOTE = (
 
 
 def run_code_step(
-    repo: Repository, sandbox: Sandbox, blobs: BlobStore, tenant: str, thread_id: str, run_id: str, event_seq: int = 0
+    repo: Repository,
+    sandbox: Sandbox,
+    blobs: BlobStore,
+    tenant: str,
+    thread_id: str,
+    run_id: str,
+    event_seq: int = 0,
+    *,
+    seconds_left: float = 900,
 ) -> dict[str, Any]:
-    """Run the pending code calls of the run's open step; returns the status and last event number."""
+    """Run the pending code calls of the run's open step; returns the status and last event number.
+
+    ``seconds_left``: the function's remaining time. Calls share it, so that a turn of many
+    long calls ends each within it rather than the function timing out (which fails the run)."""
     ref = RunRef(tenant, thread_id, run_id)
     events = RunEventWriter(repo, tenant, run_id, next_seq=event_seq + 1 if event_seq > 0 else None)
     try:
-        status = _run(repo, sandbox, blobs, ref, events)
+        status = _run(repo, sandbox, blobs, ref, events, time.monotonic() + seconds_left - RESERVED_SECONDS)
     finally:
         events.close()
     return {"status": status, "event_seq": events.known_last_seq}
 
 
-def _run(repo: Repository, sandbox: Sandbox, blobs: BlobStore, ref: RunRef, events: RunEventWriter) -> str:
+def _run(
+    repo: Repository, sandbox: Sandbox, blobs: BlobStore, ref: RunRef, events: RunEventWriter, deadline: float
+) -> str:
     items = repo.partition_stored(ref.pk)
     stored = items.get(ref.sk)
     if stored is None:
@@ -70,7 +86,7 @@ def _run(repo: Repository, sandbox: Sandbox, blobs: BlobStore, ref: RunRef, even
         messages = [Message.model_validate(s.doc) for s in items.values() if s.doc.get("object") == "thread.message"]
         thread = items.get(THREAD_SK)
         paths = available_files(repo, ref.tenant, run.assistant_id, thread.doc if thread else None, messages)
-        runner = _Runner(repo, sandbox, blobs, ref, paths)
+        runner = _Runner(repo, sandbox, blobs, ref, paths, deadline)
         try:
             for index, call in pending:
                 status = repo.get_attribute(ref.pk, ref.sk, "status")
@@ -106,15 +122,21 @@ class _Runner:
     """Runs calls in the thread's session, replacing it when it ended, with the files in place."""
 
     def __init__(
-        self, repo: Repository, sandbox: Sandbox, blobs: BlobStore, ref: RunRef, paths: dict[str, str]
+        self, repo: Repository, sandbox: Sandbox, blobs: BlobStore, ref: RunRef, paths: dict[str, str], deadline: float
     ) -> None:
         self.repo, self.sandbox, self.blobs, self.ref, self.paths = repo, sandbox, blobs, ref, paths
+        self.deadline = deadline
         self.limits: Limits = limits()
         self.session: Session | None = None
         self.replaced = False  # the thread's earlier session ended: the model is told, once
 
     def execute(self, call: dict[str, Any]) -> tuple[Execution, bool]:
         code = call["code_interpreter"]["input"]
+        seconds = min(self.limits.call_seconds, self.deadline - time.monotonic())
+        if seconds < 1:
+            return Execution(
+                logs="Not run: this turn's calls used all the time the service gives them.", error=True
+            ), False
         if self.session is None:
             self.session, self.replaced = sessions.open_session(
                 self.repo, self.sandbox, self.ref.tenant, self.ref.thread_id
@@ -123,7 +145,7 @@ class _Runner:
         for attempt in range(2):
             try:
                 self._stage()
-                return self.sandbox.execute(self.session.id, code, self.limits), told
+                return self.sandbox.execute(self.session.id, code, replace(self.limits, call_seconds=seconds)), told
             except SessionGone:
                 # Ended between calls (timed out, stopped), or died running this code.
                 self.session = sessions.replace(

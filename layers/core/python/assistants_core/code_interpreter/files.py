@@ -86,7 +86,7 @@ def link_annotations(text: str, written: dict[str, str]) -> list[dict[str, Any]]
         start = text.find(link)
         while start >= 0:
             end = start + len(link)
-            if not (end < len(text) and (text[end].isalnum() or text[end] in "._-/")):  # not a longer name
+            if not _continues_name(text, end):  # a longer name (a.csv.bak), not this file
                 annotations.append(
                     {
                         "type": "file_path",
@@ -98,6 +98,16 @@ def link_annotations(text: str, written: dict[str, str]) -> list[dict[str, Any]]
                 )
             start = text.find(link, end)
     return annotations
+
+
+def _continues_name(text: str, at: int) -> bool:
+    """Whether a path goes on at ``at``; a full stop that ends the sentence does not."""
+    following = text[at : at + 2]
+    if not following:
+        return False
+    if following[0] == ".":
+        return len(following) > 1 and (following[1].isalnum() or following[1] in "_-")
+    return following[0].isalnum() or following[0] in "_-/"
 
 
 def store_output(repo: Repository, blobs: BlobStore, tenant: str, output: OutputFile) -> FileObject:
