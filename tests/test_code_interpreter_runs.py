@@ -358,3 +358,38 @@ def test_tool_choice_code_interpreter_names_the_python_function_once(
     assert first["tool_choice"] == {"type": "function", "function": {"name": "python"}}
     assert second["tool_choice"] == "auto"
     assert json.loads(second["messages"][-2]["tool_calls"][0]["function"]["arguments"]) == {"code": "1 + 1"}
+
+
+def test_a_chart_in_the_history_reaches_the_model_as_text(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+    """Providers take images from users only: the next run sees the assistant's chart as a note."""
+    chart = "import matplotlib.pyplot as plt\nplt.plot([3, 1, 2])"
+    fake_llm.script(fake_name(model), [code("call_chart", chart), text("A chart."), text("Same chart.")])
+    assistant = coder(client, model)
+    thread_id = ask(client, "Draw")
+    assert run_to_end(client, thread_id, assistant.id).status == "completed"
+    client.beta.threads.messages.create(thread_id, role="user", content="Again?")
+
+    assert run_to_end(client, thread_id, assistant.id).status == "completed"
+
+    history = sent(fake_llm, model)[2]["messages"]
+    (answer,) = [m for m in history if m["role"] == "assistant"]
+    assert isinstance(answer["content"], str)
+    assert answer["content"].startswith("A chart.\n[image file-") and "shown to the user]" in answer["content"]
+
+
+def test_a_model_that_keeps_running_code_is_stopped(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+    """After ten calls the model is told to answer (tool_choice none); one that runs code anyway
+    ends the run failed instead of looping."""
+    fake_llm.script(fake_name(model), [code(f"call_{n}", f"{n}") for n in range(11)])
+    assistant = coder(client, model)
+    thread_id = ask(client, "Count")
+
+    run = run_to_end(client, thread_id, assistant.id)
+
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    assert "kept running code" in run.last_error.message
+    requests = sent(fake_llm, model)
+    assert len(requests) == 11
+    assert requests[-1]["tool_choice"] == "none" and requests[-2]["tool_choice"] != "none"
+    assert len(code_calls(client, thread_id, run.id)) == 11

@@ -630,7 +630,6 @@ CODE_INTERPRETER_ACTIONS = {
         "bedrock-agentcore:StartCodeInterpreterSession",
         "bedrock-agentcore:InvokeCodeInterpreter",
         "bedrock-agentcore:StopCodeInterpreterSession",
-        "bedrock-agentcore:GetCodeInterpreterSession",
     },
     "ThreadsFunction": {"bedrock-agentcore:StopCodeInterpreterSession"},
 }

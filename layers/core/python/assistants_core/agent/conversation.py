@@ -26,6 +26,9 @@ def _content(message: Message, images: ImageLoader | None) -> str | list[dict[st
         kind = part.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
+        elif kind == "image_file" and message.role == "assistant":
+            # A chart the code drew: providers take images from users only, and the model saw it made.
+            parts.append({"type": "text", "text": f"\n[image {part['image_file']['file_id']} shown to the user]"})
         elif kind in ("image_url", "image_file"):
             source = part[kind]
             url = source.get("url") if kind == "image_url" else (images(source["file_id"]) if images else None)
@@ -101,7 +104,7 @@ def run_turns(
                 calls.append(code_tool.model_call(call))
                 result = (code_results or {}).get(call["id"]) or {}
                 outputs.append(
-                    {"role": "tool", "tool_call_id": call["id"], "content": result.get("model_output") or "(no output)"}
+                    {"role": "tool", "tool_call_id": call["id"], "content": code_tool.model_output(call, result)}
                 )
         if calls:
             turns.append({"role": "assistant", "content": None, "tool_calls": calls})

@@ -27,7 +27,7 @@ from ..repository import (
     StoredDoc,
     step_sk,
 )
-from ..services.lifecycle import RunRef, add_usage, load_run, park_for_tool_outputs, transition
+from ..services.lifecycle import RunRef, add_usage, fail, load_run, park_for_tool_outputs, transition
 from ..services.run_events import RunEventWriter
 from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
@@ -135,7 +135,7 @@ class Turn:
             raise
         usage = self._usage(reported, prompt_tokens)
         if self.calls:
-            searches = {i: c for i, c in sorted(self.calls.items()) if c["kind"] == "file_search"}
+            searches = {i: c for i, c in self._calls_in_order() if c["kind"] == "file_search"}
             if searches:
                 self._run_searches(searches)
             if searches and len(searches) == len(self.calls):
@@ -287,31 +287,35 @@ class Turn:
             searching = self.search is not None and chunk.name == file_search.FUNCTION_NAME
             coding = self.code_paths is not None and chunk.name == code_tool.FUNCTION_NAME
             kind = "file_search" if searching else "code" if coding else "function"
+            # The SDKs index a step's calls from 0 in order, whatever numbers the provider gives.
+            position = len(self.calls)
             self.calls[chunk.index] = {
                 "id": call_id,
                 "name": chunk.name or "",
                 "arguments": chunk.arguments,
                 "kind": kind,
+                "position": position,
             }
             if searching:  # its arguments are ours to read, not the client's: no deltas of them
-                fragment = {"index": chunk.index, "id": call_id, "type": "file_search", "file_search": {}}
+                fragment = {"index": position, "id": call_id, "type": "file_search", "file_search": {}}
             elif coding:  # the code streams into the call's input as the model writes it
                 code = self.calls[chunk.index]["code"] = code_tool.CodeInput()
                 fragment = {
-                    "index": chunk.index,
+                    "index": position,
                     "id": call_id,
                     "type": "code_interpreter",
                     "code_interpreter": {"input": code.feed(chunk.arguments), "outputs": []},
                 }
             else:
                 fragment = {
-                    "index": chunk.index,
+                    "index": position,
                     "id": call_id,
                     "type": "function",
                     "function": {"name": chunk.name or "", "arguments": chunk.arguments, "output": None},
                 }
         else:
             call = self.calls[chunk.index]
+            position = call["position"]
             if chunk.name and not call["name"]:
                 call["name"] = chunk.name
             call["arguments"] += chunk.arguments
@@ -321,9 +325,9 @@ class Turn:
                 written = call["code"].feed(chunk.arguments)
                 if not written:
                     return
-                fragment = {"index": chunk.index, "type": "code_interpreter", "code_interpreter": {"input": written}}
+                fragment = {"index": position, "type": "code_interpreter", "code_interpreter": {"input": written}}
             else:
-                fragment = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
+                fragment = {"index": position, "type": "function", "function": {"arguments": chunk.arguments}}
         delta = {
             "id": self.tool_step.id,
             "object": "thread.run.step.delta",
@@ -468,9 +472,12 @@ class Turn:
                 },
             )
 
+    def _calls_in_order(self) -> list[tuple[int, dict[str, Any]]]:
+        return sorted(self.calls.items(), key=lambda item: int(item[1]["position"]))
+
     def _recorded_calls(self) -> list[dict[str, Any]]:
         recorded: list[dict[str, Any]] = []
-        for _, c in sorted(self.calls.items()):
+        for _, c in self._calls_in_order():
             if c["kind"] == "file_search":
                 recorded.append(file_search.file_search_call(c["id"], self.search, c.get("results", [])))
             elif c["kind"] == "code":
@@ -528,6 +535,10 @@ class Turn:
             step_sk(self.run.id, step.id), step.model_dump(mode="json"), search_arguments=self._search_arguments()
         )
         add_usage(self.repo, self.ref, self.carried + usage)
+        if self.code_calls_before >= code_tool.MAX_CALLS:  # told to answer (tool_choice "none"), it wrote code anyway
+            message = "The model kept running code instead of answering."
+            failed = fail(self.repo, self.ref, "server_error", message, self.events)
+            return failed.status if failed else "failed"
         return CODE if not self._cancelled(force=True) else self._current_status()
 
     def _finish_tool_calls(self, usage: Usage) -> str:

@@ -35,6 +35,8 @@ RESULTS_ATTRIBUTE = "code_results"
 CONTINUE = "continue"
 # Kept from the function's time for starting a session, files and recording (per call).
 RESERVED_SECONDS = 60
+
+
 SESSION_ENDED_NOTE = (
     "Note: the earlier Python session had ended, so the variables and imports of earlier calls are gone "
     "(the files were put back in /mnt/data)."
@@ -131,12 +133,9 @@ class _Runner:
         self.replaced = False  # the thread's earlier session ended: the model is told, once
 
     def execute(self, call: dict[str, Any]) -> tuple[Execution, bool]:
-        code = call["code_interpreter"]["input"]
-        seconds = min(self.limits.call_seconds, self.deadline - time.monotonic())
-        if seconds < 1:
-            return Execution(
-                logs="Not run: this turn's calls used all the time the service gives them.", error=True
-            ), False
+        """Run one call; its execution, and whether the model must be told that the session's
+        earlier state is gone. A session that ended before the code ran is replaced and the code
+        run there; one that ended while it ran is replaced for the next call, never re-run."""
         if self.session is None:
             self.session, self.replaced = sessions.open_session(
                 self.repo, self.sandbox, self.ref.tenant, self.ref.thread_id
@@ -145,17 +144,28 @@ class _Runner:
         for attempt in range(2):
             try:
                 self._stage()
-                return self.sandbox.execute(self.session.id, code, replace(self.limits, call_seconds=seconds)), told
-            except SessionGone:
-                # Ended between calls (timed out, stopped), or died running this code.
+                seconds = min(self.limits.call_seconds, self.deadline - time.monotonic())
+                if seconds < 1:
+                    return Execution(
+                        logs="Not run: this turn's calls used all the time they are given.", error=True
+                    ), told
+                execution = self.sandbox.execute(
+                    self.session.id, call["code_interpreter"]["input"], replace(self.limits, call_seconds=seconds)
+                )
+                break
+            except SessionGone:  # ended between calls (its lifetime, a stop): the code did not run
                 self.session = sessions.replace(
                     self.repo, self.sandbox, self.ref.tenant, self.ref.thread_id, self.session
                 )
                 told = True
                 if attempt == 1:
-                    break
-        ended = "The Python session ended while this code ran (it may have used too much memory); its state is gone."
-        return Execution(logs=ended, error=True), told
+                    raise SandboxUnavailable(
+                        "server_error", "The code interpreter session ended as soon as it started."
+                    ) from None
+        if execution.session_lost:
+            self.session, self.replaced = None, True
+            sessions.forget(self.repo, self.ref.tenant, self.ref.thread_id)
+        return execution, told
 
     def _stage(self) -> None:
         assert self.session is not None
@@ -183,6 +193,8 @@ def _record(
     started = time.monotonic()
     execution, session_ended = outcome
     notes = [SESSION_ENDED_NOTE] if session_ended else []
+    if repo.get_attribute(ref.pk, ref.sk, "status") != "in_progress":  # cancelled meanwhile: keep nothing
+        return {"notes": notes, "files": [], "images": []}
     files: list[dict[str, str]] = []
     images: list[str] = []
     figures = [f for f in execution.files if f.figure]
@@ -202,18 +214,13 @@ def _record(
     if images:
         notes.append(f"{len(images)} image(s) shown to the user.")
     if execution.too_large:
-        notes.append(
-            "Not kept (over the size or count limit): " + ", ".join(map(model_path, execution.too_large)) + "."
-        )
+        shown = [model_path(p) if not p.startswith("figures/") else "a chart" for p in execution.too_large]
+        notes.append("Not kept (over the size or count limit, or unreadable): " + ", ".join(shown) + ".")
     outputs: list[dict[str, Any]] = []
     if execution.logs or not images:
         outputs.append({"type": "logs", "logs": execution.logs})
     outputs += [{"type": "image", "image": {"file_id": file_id}} for file_id in images]
-    result = {
-        "model_output": "\n".join(filter(None, [execution.logs or "(no output)", *notes])),
-        "files": files,
-        "images": images,
-    }
+    result = {"notes": notes, "files": files, "images": images}  # the logs are the step's already
 
     def put_outputs(current: dict[str, Any]) -> dict[str, Any] | None:
         if current["status"] != "in_progress":

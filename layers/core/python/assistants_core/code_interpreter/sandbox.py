@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,11 +19,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError
 
 logger = Logger()
 BUILT_IN_INTERPRETER = "aws.codeinterpreter.v1"
 # /mnt/data to the model: a folder of the session's working directory (runner.py's _sa_data).
 DATA = "data/"
+# What ends a call's output, before its report (runner.py's _sa_MARK).
+REPORT_MARK = "\x1f"
 RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text(encoding="utf-8")
 IMAGE_TYPES = {
     ".png": "image/png",
@@ -72,7 +76,8 @@ class Execution:
     error: bool = False
     timed_out: bool = False
     files: list[OutputFile] = field(default_factory=list)
-    too_large: list[str] = field(default_factory=list)  # written, but over the size limit: not kept
+    too_large: list[str] = field(default_factory=list)  # written, but over a limit (or unreadable): not kept
+    session_lost: bool = False  # the session ended during the call: the next call needs a new one
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ def limits() -> Limits:
     return Limits(
         call_seconds=float(os.environ.get("CODE_INTERPRETER_CALL_SECONDS", "120")),
         logs_characters=int(os.environ.get("CODE_INTERPRETER_LOGS_CHARACTERS", "20000")),
-        file_bytes=int(os.environ.get("CODE_INTERPRETER_FILE_BYTES", str(50 * 1024 * 1024))),
+        # A file comes back base64 in one event, which botocore takes up to 24 MB.
+        file_bytes=int(os.environ.get("CODE_INTERPRETER_FILE_BYTES", str(16 * 1024 * 1024))),
         files_per_call=int(os.environ.get("CODE_INTERPRETER_FILES_PER_CALL", "20")),
     )
 
@@ -95,9 +101,12 @@ def limits() -> Limits:
 class Sandbox:
     """AgentCore Code Interpreter sessions of one interpreter (built-in or a custom one)."""
 
-    def __init__(self, interpreter: str | None = None, client: Any = None) -> None:
+    def __init__(self, interpreter: str | None = None, client: Any = None, calls: Any = None) -> None:
         self.interpreter = interpreter or os.environ.get("CODE_INTERPRETER_ID") or BUILT_IN_INTERPRETER
-        self.client = client or _client()
+        self.client = client or _client(retries=3)
+        # The model's code goes through a client that never retries (a retry would run it twice)
+        # and waits as long as a call may run.
+        self.calls = calls or (client if client is not None else _client(retries=1))
 
     # ------------------------------------------------------------ sessions
 
@@ -139,61 +148,69 @@ class Sandbox:
                 raise SandboxUnavailable("server_error", "The files could not be written to the code interpreter.")
 
     def execute(self, session_id: str, code: str, limits: Limits) -> Execution:
-        """Run the model's code; its logs, and the files it wrote (read back, within the limits)."""
-        result = self._invoke(session_id, "executeCode", {"code": f"_sa_run({code!r}, {limits.call_seconds!r})"})
-        logs = _stdout(result) + _stderr(result)
-        if "NameError" in logs and "_sa_run" in logs:  # the runner is gone: the session was reset
-            raise SessionGone("the session lost its state")
-        report = self._report(session_id)
+        """Run the model's code; its logs, and the files it wrote (read back, within the limits).
+
+        :class:`SessionGone` means the code did not run (the session had ended); a session that
+        ends while the code runs is an :class:`Execution` with ``session_lost``."""
+        request = {"code": f"_sa_run({code!r}, {limits.call_seconds!r})", "language": "python"}
+        try:
+            result = self._invoke(session_id, "executeCode", request, client=self.calls)
+        except (BotoCoreError, HTTPError):  # past the time limit and deaf to it (C code), or the link broke
+            self.stop(session_id)
+            stopped = f"The code ran for more than {limits.call_seconds:g} seconds and could not be stopped"
+            return Execution(logs=f"{stopped}: its session was ended.", error=True, timed_out=True, session_lost=True)
+        output = _stdout(result)
+        logs, mark, report_line = output.rpartition(REPORT_MARK)
+        if not mark:  # no report: the runner is gone (a reset kernel) or the sandbox died running the code
+            if "_sa_run" in output + _stderr(result) and "NameError" in output + _stderr(result):
+                raise SessionGone("the session lost its state before the code ran")
+            ended = "The Python session ended while this code ran (it may have used too much memory or time)."
+            return Execution(
+                logs=_cut(output + _stderr(result), limits.logs_characters) + "\n" + ended,
+                error=True,
+                session_lost=True,
+            )
+        report = _json_object(report_line)
         execution = Execution(
-            logs=_cut(logs, limits.logs_characters),
-            error=bool(report.get("error")) or bool(result.get("isError")),
+            logs=_cut(logs + _stderr(result), limits.logs_characters),
+            error=bool(report.get("error")),
             timed_out=bool(report.get("timed_out")),
         )
-        wanted: list[tuple[str, bool]] = []
-        for entry, figure in [(f, False) for f in report.get("files", [])] + [
-            (f, True) for f in report.get("figures", [])
-        ]:
-            if len(wanted) >= limits.files_per_call or int(entry.get("size", 0)) > limits.file_bytes:
-                execution.too_large.append(str(entry["path"]).removeprefix(DATA))
+        entries = [(f, False) for f in report.get("files") or []] + [(f, True) for f in report.get("figures") or []]
+        for entry, figure in entries:
+            path = posixpath.normpath(str(entry.get("path", "")))
+            if not path.startswith(("data/", "figures/")):
+                continue  # reported by code that replaced the runner's helpers: not ours to read
+            shown = path.removeprefix(DATA)
+            if len(execution.files) >= limits.files_per_call or int(entry.get("size", 0)) > limits.file_bytes:
+                execution.too_large.append(shown)
                 continue
-            wanted.append((str(entry["path"]), figure))
-        if wanted:
-            contents = self.read_files(session_id, [path for path, _ in wanted])
-            execution.files = [
-                OutputFile(path.removeprefix(DATA), contents[path], figure)
-                for path, figure in wanted
-                if path in contents
-            ]
+            data = self.read_file(session_id, path)
+            if data is None:
+                execution.too_large.append(shown)
+            else:
+                execution.files.append(OutputFile(shown, data, figure))
         return execution
 
-    def read_files(self, session_id: str, paths: list[str]) -> dict[str, bytes]:
-        result = self._invoke(session_id, "readFiles", {"paths": paths})
-        found: dict[str, bytes] = {}
-        for block in result.get("content") or []:
-            resource = block.get("resource") or {}
-            uri = str(resource.get("uri") or block.get("uri") or "")
-            path = next((p for p in paths if uri.endswith("/" + p) or uri == p), None)
-            if path is None:
-                continue
-            if resource.get("blob") is not None:
-                found[path] = bytes(resource["blob"])
-            elif resource.get("text") is not None:
-                found[path] = str(resource["text"]).encode("utf-8")
-        return found
-
-    def _report(self, session_id: str) -> dict[str, Any]:
-        lines = _stdout(self._invoke(session_id, "executeCode", {"code": "_sa_report()"})).strip().splitlines()
+    def read_file(self, session_id: str, path: str) -> bytes | None:
+        """One file of the session (one per call: each event must fit botocore's 24 MB); None if
+        it cannot be read (gone, a link, too large for an event)."""
         try:
-            report = json.loads(lines[-1]) if lines else {}
-        except ValueError:
-            report = {}
-        return report if isinstance(report, dict) else {}
+            result = self._invoke(session_id, "readFiles", {"paths": [path]})
+        except (SandboxUnavailable, BotoCoreError):
+            return None
+        for block in result.get("content") or [] if not result.get("isError") else []:
+            resource = block.get("resource") or {}
+            if resource.get("blob") is not None:
+                return bytes(resource["blob"])
+            if resource.get("text") is not None:
+                return str(resource["text"]).encode("utf-8")
+        return None
 
-    def _invoke(self, session_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _invoke(self, session_id: str, name: str, arguments: dict[str, Any], client: Any = None) -> dict[str, Any]:
         """One tool call; the ``result`` event's body. A missing session is :class:`SessionGone`."""
         try:
-            response = self.client.invoke_code_interpreter(
+            response = (client or self.client).invoke_code_interpreter(
                 codeInterpreterIdentifier=self.interpreter, sessionId=session_id, name=name, arguments=arguments
             )
             result: dict[str, Any] = {}
@@ -236,12 +253,23 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[:half]}\n... [{len(text) - limit} characters cut] ...\n{text[-half:]}"
 
 
-@lru_cache(maxsize=1)
-def _client() -> Any:
+@lru_cache(maxsize=2)
+def _client(retries: int) -> Any:
     import boto3
 
     from ..config import boto_config
 
-    # A call may run for the call limit and more: botocore's 60 s read timeout would cut it.
-    config = boto_config().merge(Config(read_timeout=300, retries={"max_attempts": 3, "mode": "standard"}))
+    # A call may run for the call limit: botocore's 60 s read timeout would cut it.
+    read_timeout = limits().call_seconds + 60
+    config = boto_config().merge(
+        Config(read_timeout=read_timeout, retries={"total_max_attempts": retries, "mode": "standard"})
+    )
     return boto3.client("bedrock-agentcore", config=config)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -9,6 +9,7 @@ record needs no lock of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from typing import Any
 
 from ..ids import now
 from ..repository import THREAD_SK, ConcurrentModification, Repository, thread_pk
-from .sandbox import Sandbox
+from .sandbox import Sandbox, limits
 
 ATTRIBUTE = "code_session"
-# A session this close to its end is not used for another call: it could end mid-call.
+# A session this close to its end is not used for another call: it could end mid-call (the
+# call's limit, and time to put the files in).
 MARGIN_SECONDS = 120
 
 
@@ -54,7 +56,7 @@ def open_session(repo: Repository, sandbox: Sandbox, tenant: str, thread_id: str
     """The thread's live session, or a new one; True when the thread had one that ended, so the
     model must be told its variables are gone."""
     session = recorded(repo, tenant, thread_id)
-    if session is not None and session.expires_at - MARGIN_SECONDS > now():
+    if session is not None and session.expires_at - MARGIN_SECONDS - limits().call_seconds > now():
         return session, False
     if session is not None:
         sandbox.stop(session.id)
@@ -72,6 +74,12 @@ def replace(repo: Repository, sandbox: Sandbox, tenant: str, thread_id: str, gon
     """A new session for one that ended between calls (:class:`.sandbox.SessionGone`)."""
     sandbox.stop(gone.id)
     return start(repo, sandbox, tenant, thread_id)
+
+
+def forget(repo: Repository, tenant: str, thread_id: str) -> None:
+    """The thread's session died: the next call starts another."""
+    with contextlib.suppress(ConcurrentModification):  # the thread was deleted meanwhile
+        repo.update_attributes(thread_pk(tenant, thread_id), THREAD_SK, remove=[ATTRIBUTE])
 
 
 def save(repo: Repository, sandbox: Sandbox, tenant: str, thread_id: str, session: Session) -> None:

@@ -130,3 +130,9 @@ def model_call(call: dict[str, Any]) -> dict[str, Any]:
         "type": "function",
         "function": {"name": FUNCTION_NAME, "arguments": json.dumps({"code": code})},
     }
+
+
+def model_output(call: dict[str, Any], result: dict[str, Any]) -> str:
+    """What the model reads of a call it made: the logs, then what the service has to say."""
+    logs = "".join(o.get("logs") or "" for o in call["code_interpreter"].get("outputs") or [] if o["type"] == "logs")
+    return "\n".join(filter(None, [logs or "(no output)", *(result.get("notes") or [])]))
