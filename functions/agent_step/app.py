@@ -8,6 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from assistants_core import tokens
 from assistants_core.agent import model
 from assistants_core.agent.step import run_agent_step
+from assistants_core.code_interpreter.calls import CONTINUE as AFTER_CODE
 from assistants_core.repository import default_repository
 
 logger = Logger()
@@ -31,7 +32,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event["thread_id"],
         event["run_id"],
         int(event.get("event_seq") or 0),
-        resume=event.get("after") == "continue",  # after RunCode ran the model's code
+        resume=event.get("after") == AFTER_CODE,  # RunCode ran the model's code: the run goes on
     )
     # How turns end (completed, requires_action, failed, ...): the service's health at a glance.
     metrics.add_dimension(name="outcome", value=outcome["status"])
