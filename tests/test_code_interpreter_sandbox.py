@@ -3,10 +3,12 @@ model's code can do to a session, and what the service keeps of a call, whatever
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 
@@ -90,3 +92,15 @@ def test_a_session_that_dies_running_the_code_is_lost_not_rerun(
     assert "session ended while this code ran" in run.logs
     with pytest.raises(SessionGone):  # the next call learns it before running anything
         sandbox.execute(session_id, "1", quick())
+
+
+def test_a_call_waits_while_the_session_is_busy(sandbox: Sandbox, session: str) -> None:
+    """AgentCore answers ConflictException while a session still runs a call (a cancelled run's
+    code runs on): the next call waits for it rather than failing its run."""
+    url = sandbox.client.meta.endpoint_url
+    fault = {"operation": "InvokeCodeInterpreter", "error": "ConflictException", "times": 2}
+    assert httpx.post(f"{url}/_local/faults", json=fault).status_code == 200
+    started = time.monotonic()
+    run = sandbox.execute(session, "'done'", quick())
+    assert run.logs == "'done'\n"
+    assert time.monotonic() - started >= 4  # two busy answers, two seconds apart

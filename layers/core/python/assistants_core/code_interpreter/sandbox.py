@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -49,10 +50,11 @@ class SessionGone(Exception):
 class SandboxUnavailable(Exception):
     """No session could be had (quota, throttling, permissions): the run cannot go on."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, aws_code: str = "") -> None:
         super().__init__(message)
-        self.code = code
+        self.code = code  # the run's last_error code
         self.message = message
+        self.aws_code = aws_code
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Sandbox:
         ends while the code runs is an :class:`Execution` with ``session_lost``."""
         request = {"code": f"_sa_run({code!r}, {limits.call_seconds!r})", "language": "python"}
         try:
-            result = self._invoke(session_id, "executeCode", request, client=self.calls)
+            result = self._execute_when_free(session_id, request, limits.call_seconds)
         except (BotoCoreError, HTTPError):  # past the time limit and deaf to it (C code), or the link broke
             self.stop(session_id)
             stopped = f"The code ran for more than {limits.call_seconds:g} seconds and could not be stopped"
@@ -192,6 +194,18 @@ class Sandbox:
                 execution.files.append(OutputFile(shown, data, figure))
         return execution
 
+    def _execute_when_free(self, session_id: str, request: dict[str, Any], patience: float) -> dict[str, Any]:
+        """executeCode, waiting while the session still runs an earlier call (ConflictException):
+        the code of a run cancelled mid-call runs on until its own limit."""
+        give_up = time.monotonic() + patience
+        while True:
+            try:
+                return self._invoke(session_id, "executeCode", request, client=self.calls)
+            except SandboxUnavailable as busy:
+                if busy.aws_code != "ConflictException" or time.monotonic() > give_up:
+                    raise
+                time.sleep(2)
+
     def read_file(self, session_id: str, path: str) -> bytes | None:
         """One file of the session (one per call: each event must fit botocore's 24 MB); None if
         it cannot be read (gone, a link, too large for an event)."""
@@ -227,7 +241,7 @@ def _unavailable(error: ClientError) -> SandboxUnavailable:
     code = _code(error)
     message = error.response.get("Error", {}).get("Message") or code
     return SandboxUnavailable(
-        UNAVAILABLE_CODES.get(code, "server_error"), f"The code interpreter is not available ({code}): {message}"
+        UNAVAILABLE_CODES.get(code, "server_error"), f"The code interpreter is not available ({code}): {message}", code
     )
 
 
