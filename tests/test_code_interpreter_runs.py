@@ -14,7 +14,7 @@ from typing import Any, override
 
 import pytest
 from openai import AssistantEventHandler, OpenAI
-from openai.types.beta.threads import ImageFile, Message
+from openai.types.beta.threads import ImageFile, Message, Text, TextDelta
 from openai.types.beta.threads.runs import RunStep, RunStepDelta, ToolCall, ToolCallDelta
 
 from tests.harness.fake_llm import FakeLLM, Turn, text, tool_calls
@@ -393,3 +393,38 @@ def test_a_model_that_keeps_running_code_is_stopped(client: OpenAI, fake_llm: Fa
     assert len(requests) == 11
     assert requests[-1]["tool_choice"] == "none" and requests[-2]["tool_choice"] != "none"
     assert len(code_calls(client, thread_id, run.id)) == 11
+
+
+class LinkWatcher(AssistantEventHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.annotations: list[Any] = []
+
+    @override
+    def on_text_delta(self, delta: TextDelta, snapshot: Text) -> None:
+        self.annotations += delta.annotations or []
+
+
+def test_a_link_to_a_written_file_is_annotated_as_the_answer_streams(
+    client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    answer = "Saved as sandbox:/mnt/data/out.csv. Also see sandbox:/mnt/data/out.csv.bak (not written)."
+    fake_llm.script(
+        fake_name(model),
+        [code("call_out", "open('/mnt/data/out.csv', 'w').write('a\\n')"), text(answer, chunk_size=4, tps=200)],
+    )
+    assistant = coder(client, model)
+    thread_id = ask(client, "Save it")
+    handler = LinkWatcher()
+
+    with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=assistant.id, event_handler=handler) as s:
+        s.until_done()
+        (message,) = s.get_final_messages()
+
+    (streamed,) = handler.annotations
+    (final,) = message.content[0].text.annotations
+    assert streamed.type == "file_path" and streamed.index == 0
+    assert (streamed.start_index, streamed.end_index) == (final.start_index, final.end_index)
+    assert answer[final.start_index : final.end_index] == "sandbox:/mnt/data/out.csv"
+    assert streamed.file_path.file_id == final.file_path.file_id
+    assert client.files.content(final.file_path.file_id).read() == b"a\n"

@@ -7,13 +7,16 @@ which file it points at, with ``start_index``/``end_index`` on the marker in the
 
 While the answer streams, a marker may arrive split over several chunks, so text from an
 unclosed ``【`` is held back until its ``】`` arrives (or it is clearly not a marker), and every
-delta that carries a whole marker carries its annotation too.
+delta that carries a whole marker carries its annotation too. Links to files the run's code
+wrote (``sandbox:/mnt/data/<name>``, ``file_path`` annotations) stream the same way.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from ..code_interpreter.files import link_annotations
 
 MARKER = re.compile(r"【(\d+):(\d+)†([^】\n]{0,200})】")
 OPENING = "【"
@@ -53,9 +56,7 @@ def table_from(steps: list[dict[str, Any]]) -> CitationTable:
     return table
 
 
-def annotate(
-    text: str, table: CitationTable, *, offset: int = 0, first_index: int = 0, delta: bool = False
-) -> list[dict[str, Any]]:
+def annotate(text: str, table: CitationTable, *, offset: int = 0) -> list[dict[str, Any]]:
     """Annotations of the known markers in ``text``, which starts at ``offset`` of the message."""
     found: list[dict[str, Any]] = []
     for match in MARKER.finditer(text):
@@ -69,17 +70,19 @@ def annotate(
             "end_index": offset + match.end(),
             "file_citation": {"file_id": file_id},
         }
-        if delta:
-            annotation = {"index": first_index + len(found), **annotation}
         found.append(annotation)
     return found
 
 
 class CitationStream:
-    """Cuts streamed text where no marker is split, and annotates the markers of each piece."""
+    """Cuts streamed text where no marker or file link is split, and annotates those of each piece.
 
-    def __init__(self, table: CitationTable) -> None:
+    ``links``: the /mnt/data paths of files the run's code wrote -> their file ids."""
+
+    def __init__(self, table: CitationTable, links: dict[str, str] | None = None) -> None:
         self.table = table
+        self.links = links or {}
+        self.link_texts = ["sandbox:" + path for path in self.links]
         self.pending = ""
         self.emitted = 0  # characters of the message text already sent
         self.count = 0  # annotations already sent
@@ -90,7 +93,16 @@ class CitationStream:
         opening = self.pending.rfind(OPENING)
         if opening >= 0 and "】" not in self.pending[opening:] and len(self.pending) - opening < HOLD_LIMIT:
             cut = opening
-        return self._release(cut)
+        return self._release(min(cut, self._link_start()))
+
+    def _link_start(self) -> int:
+        """Where a link may be starting, or may go on (``a.csv`` could become ``a.csv.bak``)."""
+        window = max(map(len, self.link_texts), default=0)
+        for start in range(max(0, len(self.pending) - window), len(self.pending)):
+            tail = self.pending[start:]
+            if any(link.startswith(tail) for link in self.link_texts):
+                return start
+        return len(self.pending)
 
     def flush(self) -> list[tuple[str, list[dict[str, Any]]]]:
         return self._release(len(self.pending))
@@ -99,7 +111,12 @@ class CitationStream:
         piece, self.pending = self.pending[:cut], self.pending[cut:]
         if not piece:
             return []
-        found = annotate(piece, self.table, offset=self.emitted, first_index=self.count, delta=True)
+        found = annotate(piece, self.table, offset=self.emitted) + [
+            {**a, "start_index": a["start_index"] + self.emitted, "end_index": a["end_index"] + self.emitted}
+            for a in link_annotations(piece, self.links)
+        ]
+        found.sort(key=lambda a: int(a["start_index"]))
+        found = [{"index": self.count + i, **a} for i, a in enumerate(found)]
         self.emitted += len(piece)
         self.count += len(found)
         return [(piece, found)]

@@ -174,8 +174,8 @@ class Turn:
         self._read_code_results(steps, messages, code_results)
         self.citation_table = citations.table_from([s.doc for s in run_steps])
         self.searches_before = sum(1 for s in steps for c in s.tool_calls() if c.get("type") == "file_search")
-        if self.citation_table:
-            self.citations = citations.CitationStream(self.citation_table)
+        if self.citation_table or self.output_files:
+            self.citations = citations.CitationStream(self.citation_table, self.output_files)
         system = [{"role": "system", "content": run.instructions}] if run.instructions else []
         budget = None
         if run.max_prompt_tokens is not None:
