@@ -15,13 +15,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from .. import tokens
-from ..code_interpreter import calls as code_calls
 from ..code_interpreter import files as code_files
 from ..code_interpreter import tool as code_tool
 from ..ids import new_id, now
 from ..repository import (
     MESSAGE_PREFIX,
-    THREAD_SK,
     ConcurrentModification,
     Repository,
     StoredDoc,
@@ -32,8 +30,6 @@ from ..services.run_events import RunEventWriter
 from ..types import Message, Run, RunStep, Usage
 from ..types import events as ev
 from . import citations, file_search
-from .conversation import count_tokens, fit, history, run_turns
-from .images import image_loader
 from .model import (
     Chunk,
     Finish,
@@ -45,6 +41,7 @@ from .model import (
     ToolCallDelta,
     stream_completion,
 )
+from .request import plan_request
 
 logger = Logger()
 CANCEL_CHECK_SECONDS = 1.0
@@ -152,99 +149,17 @@ class Turn:
     def _request(
         self, used: Usage, thread_items: dict[str, StoredDoc] | None = None
     ) -> tuple[ModelRequest | None, int]:
-        """The model call for this turn, from the thread's messages and the run's steps (read
-        now unless the caller already has them)."""
-        run = self.run
+        """The model call for this turn (the thread read now unless the caller has it), and what
+        the turn must know of the run so far to read the answer."""
         if thread_items is None:
             thread_items = self.repo.partition_stored(self.ref.pk)
-        messages = [
-            Message.model_validate(s.doc) for s in thread_items.values() if s.doc.get("object") == "thread.message"
-        ]
-        run_steps = [
-            s
-            for s in thread_items.values()
-            if s.doc.get("object") == "thread.run.step" and s.doc.get("run_id") == run.id
-        ]
-        steps = [RunStep.model_validate(s.doc) for s in run_steps]
-        arguments: dict[str, str] = {}
-        code_results: dict[str, dict[str, Any]] = {}
-        for s in run_steps:
-            arguments.update(json.loads(str(s.attributes.get("search_arguments") or "{}")))
-            code_results.update(json.loads(str(s.attributes.get(code_calls.RESULTS_ATTRIBUTE) or "{}")))
-        self._read_code_results(steps, messages, code_results)
-        self.citation_table = citations.table_from([s.doc for s in run_steps])
-        self.searches_before = sum(1 for s in steps for c in s.tool_calls() if c.get("type") == "file_search")
+        plan = plan_request(self.repo, self.ref, self.run, thread_items, used, self.search, self.search_more)
+        self.citation_table, self.searches_before = plan.citation_table, plan.searches_before
+        self.code_paths, self.code_calls_before = plan.code_paths, plan.code_calls_before
+        self.output_files, self.new_images = plan.output_files, plan.new_images
         if self.citation_table or self.output_files:
             self.citations = citations.CitationStream(self.citation_table, self.output_files)
-        system = [{"role": "system", "content": run.instructions}] if run.instructions else []
-        budget = None
-        if run.max_prompt_tokens is not None:
-            budget = run.max_prompt_tokens - used.prompt_tokens
-        images = image_loader(self.repo, self.ref.tenant)
-        conversation = fit(
-            run.model,
-            system,
-            history(messages, run, images),
-            run_turns(steps, {m.id: m for m in messages}, arguments, code_results),
-            budget,
-        )
-        if conversation is None:
-            return None, 0
-        max_tokens = None
-        if run.max_completion_tokens is not None:
-            max_tokens = run.max_completion_tokens - used.completion_tokens
-        tools = [t for t in run.tools if t.get("type") == "function"]
-        choice = run.tool_choice
-        if self.search is not None:
-            tools.append(file_search.TOOL_DEFINITION)
-            choice = file_search.tool_choice(choice, searched=self.searches_before > 0) if self.search_more else "none"
-        elif isinstance(choice, dict) and choice.get("type") == "file_search":
-            choice = "auto"  # nothing to search: the search tool is not offered, so it cannot be named
-        if any(t.get("type") == "code_interpreter" for t in run.tools):
-            thread = thread_items.get(THREAD_SK)
-            self.code_paths = code_files.available_files(
-                self.repo, self.ref.tenant, run.assistant_id, thread.doc if thread else None, messages
-            )
-            tools.append(code_tool.tool_definition([code_files.model_path(p) for p in self.code_paths.values()]))
-            ran = self.code_calls_before > 0
-            if ran and choice == "required":
-                choice = "auto"  # the model ran code: it may answer now
-            choice = code_tool.tool_choice(choice, ran=ran)
-            if self.code_calls_before >= code_tool.MAX_CALLS or not self.search_more:
-                choice = "none"
-        elif isinstance(choice, dict) and choice.get("type") == "code_interpreter":
-            choice = "auto"
-        return (
-            ModelRequest(
-                model=run.model,
-                messages=conversation,
-                tools=tools,
-                tool_choice=choice if tools else None,
-                parallel_tool_calls=run.parallel_tool_calls if tools else None,
-                temperature=run.temperature,
-                top_p=run.top_p,
-                response_format=run.response_format,
-                max_tokens=max_tokens,
-                reasoning_effort=run.reasoning_effort,
-            ),
-            count_tokens(run.model, conversation),
-        )
-
-    def _read_code_results(
-        self, steps: list[RunStep], messages: list[Message], results: dict[str, dict[str, Any]]
-    ) -> None:
-        """What this run's code produced so far: files the answer may link, images to show."""
-        self.code_calls_before = sum(1 for s in steps for c in s.tool_calls() if c.get("type") == "code_interpreter")
-        shown = {
-            part["image_file"]["file_id"]
-            for m in messages
-            if m.run_id == self.run.id
-            for part in m.content
-            if part.get("type") == "image_file"
-        }
-        for result in results.values():
-            self.output_files.update({f["path"]: f["file_id"] for f in result.get("files") or []})
-            self.new_images += [i for i in result.get("images") or [] if i not in shown and i not in self.new_images]
+        return plan.request, plan.prompt_tokens
 
     def _usage(self, reported: TokenUsage | None, prompt_tokens: int) -> Usage:
         if reported is not None:
