@@ -3,7 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from assistants_core import tokens
 from assistants_core.agent import model
@@ -35,6 +35,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         resume=event.get("after") == AFTER_CODE,  # RunCode ran the model's code: the run goes on
     )
     # How turns end (completed, requires_action, failed, ...): the service's health at a glance.
-    metrics.add_dimension(name="outcome", value=outcome["status"])
-    metrics.add_metric(name="AgentTurns", unit=MetricUnit.Count, value=1)
+    # Metrics of this invocation alone, flushed here: a dimension added to the shared Metrics would
+    # meet an overlapping invocation's in the same process (the local stack runs them so).
+    turn = EphemeralMetrics()
+    turn.add_dimension(name="outcome", value=outcome["status"])
+    turn.add_metric(name="AgentTurns", unit=MetricUnit.Count, value=1)
+    turn.flush_metrics()
     return outcome
