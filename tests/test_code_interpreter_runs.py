@@ -428,3 +428,29 @@ def test_a_link_to_a_written_file_is_annotated_as_the_answer_streams(
     assert answer[final.start_index : final.end_index] == "sandbox:/mnt/data/out.csv"
     assert streamed.file_path.file_id == final.file_path.file_id
     assert client.files.content(final.file_path.file_id).read() == b"a\n"
+
+
+def test_code_that_kills_its_session_is_told_and_the_next_call_gets_a_new_one(
+    client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    fake_llm.script(
+        fake_name(model),
+        [
+            code("call_define", "kept = 1"),
+            code("call_kill", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
+            code("call_after", "kept"),
+            text("Recovered."),
+        ],
+    )
+    assistant = coder(client, model)
+    thread_id = ask(client, "Crash it")
+
+    run = run_to_end(client, thread_id, assistant.id)
+
+    assert run.status == "completed", run.last_error
+    told = tool_output(fake_llm, model, "call_kill", request=2)
+    assert "session ended while this code ran" in told and "variables are gone" in told
+    after = tool_output(fake_llm, model, "call_after", request=3)
+    assert "NameError: name 'kept' is not defined" in after  # a new session, not the killed one
+    killed = code_calls(client, thread_id, run.id)[1]
+    assert killed.code_interpreter.outputs[0].type == "logs"

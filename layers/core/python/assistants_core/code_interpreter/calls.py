@@ -162,8 +162,8 @@ class _Runner:
                     raise SandboxUnavailable(
                         "server_error", "The code interpreter session ended as soon as it started."
                     ) from None
-        if execution.session_lost:
-            self.session, self.replaced = None, True
+        if execution.session_lost:  # its logs say the state is gone: the next call starts afresh
+            self.session = None
             sessions.forget(self.repo, self.ref.tenant, self.ref.thread_id)
         return execution, told
 

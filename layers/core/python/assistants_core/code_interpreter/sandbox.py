@@ -160,13 +160,17 @@ class Sandbox:
         except (BotoCoreError, HTTPError):  # past the time limit and deaf to it (C code), or the link broke
             self.stop(session_id)
             stopped = f"The code ran for more than {limits.call_seconds:g} seconds and could not be stopped"
-            return Execution(logs=f"{stopped}: its session was ended.", error=True, timed_out=True, session_lost=True)
+            ended = f"{stopped}: its session was ended, its variables are gone, and the next call starts a new one."
+            return Execution(logs=ended, error=True, timed_out=True, session_lost=True)
         output = _stdout(result)
         logs, mark, report_line = output.rpartition(REPORT_MARK)
         if not mark:  # no report: the runner is gone (a reset kernel) or the sandbox died running the code
             if "_sa_run" in output + _stderr(result) and "NameError" in output + _stderr(result):
                 raise SessionGone("the session lost its state before the code ran")
-            ended = "The Python session ended while this code ran (it may have used too much memory or time)."
+            ended = (
+                "The Python session ended while this code ran (it may have used too much memory or time): "
+                "its variables are gone, and the next call starts a new session."
+            )
             return Execution(
                 logs=_cut(output + _stderr(result), limits.logs_characters) + "\n" + ended,
                 error=True,
