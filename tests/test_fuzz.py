@@ -14,9 +14,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.harness.openapi_spec import load_spec, spec_available
+from tests.harness.openapi_spec import load_spec, requires_spec
 
-pytestmark = pytest.mark.skipif(not spec_available(), reason="OpenAI's spec is not beside the repository")
+pytestmark = requires_spec
 # What this server implements: the Assistants API and the files and vector stores it uses.
 IMPLEMENTED_PATHS = re.compile(r"^/(assistants|threads|files|uploads|vector_stores)(/|$)")
 

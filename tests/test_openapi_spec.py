@@ -15,10 +15,7 @@ import pytest
 
 from tests.harness import openapi_spec as spec
 
-pytestmark = pytest.mark.skipif(
-    not spec.spec_available(),
-    reason=f"OpenAI OpenAPI spec not found at {spec.spec_path()} (set OPENAI_OPENAPI_SPEC)",
-)
+pytestmark = spec.requires_spec
 
 NOW = 1_732_000_000
 

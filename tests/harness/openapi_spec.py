@@ -40,6 +40,14 @@ Spec quirks handled here
   are turned into the 2020-12 numeric form.
 * Spec schemas rarely set ``additionalProperties: false``, so extra fields are not rejected.
 
+Without the spec (SDK fallback)
+-------------------------------
+When the spec file is absent (``OPENAI_OPENAPI_SPEC`` pointing at a missing file counts as
+absent), ``validate_object``, ``validate_stream_event`` and ``validate_response`` validate with
+the installed ``openai`` SDK's own generated pydantic types instead (strict ``model_validate``, so a
+missing required field or a wrong type still fails): see ``SDK_TYPES``, ``SDK_OPERATIONS`` and
+``tests/harness/sdk_shapes.py``. Checks about the spec itself are marked ``requires_spec`` and skip.
+
 Parsing the 3 MB YAML takes over a second even with libyaml, so the parsed document is cached as
 JSON under ``<repo>/.cache/openai-openapi/`` keyed by the spec file's size and mtime.
 """
@@ -57,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -132,6 +141,17 @@ def spec_path() -> Path:
 
 def spec_available() -> bool:
     return spec_path().is_file()
+
+
+def spec_missing_reason() -> str:
+    return (
+        f"OpenAI's OpenAPI spec is not at {spec_path()}; set OPENAI_OPENAPI_SPEC to a copy of openapi.yaml "
+        "from github.com/openai/openai-openapi to run these checks"
+    )
+
+
+# Marks a test (or, as ``pytestmark``, a module) that is about the spec itself: it skips without it.
+requires_spec = pytest.mark.skipif(not spec_available(), reason=spec_missing_reason())
 
 
 def _cache_file(path: Path) -> Path:
@@ -351,7 +371,15 @@ def _check(validator: jsonschema.protocols.Validator, instance: Any, what: str) 
 
 
 def validate_object(schema_name: str, instance: Any) -> None:
-    """Assert that ``instance`` matches ``components.schemas[schema_name]`` (AssertionError if not)."""
+    """Assert that ``instance`` matches ``components.schemas[schema_name]`` (AssertionError if not).
+
+    Without the spec, ``instance`` is validated with the SDK type ``SDK_TYPES`` maps the name to.
+    """
+    if not spec_available():
+        from . import sdk_shapes  # it imports helpers of this module
+
+        sdk_shapes.validate_object(schema_name, instance)
+        return
     if schema_name not in load_spec()["components"]["schemas"]:
         raise AssertionError(f"unknown schema {schema_name!r} in {spec_path()}")
     _check(_validator_for_pointer(_pointer("components", "schemas", schema_name)), instance, schema_name)
@@ -425,6 +453,11 @@ def validate_stream_event(event: str, data: Any) -> None:
     ``data`` is the decoded JSON payload; a ``str``/``bytes`` payload is JSON-decoded first
     (except for ``done``, whose data is the literal string ``[DONE]``).
     """
+    if not spec_available():
+        from . import sdk_shapes  # it imports helpers of this module
+
+        sdk_shapes.validate_stream_event(event, data)
+        return
     pointers = _stream_event_pointers()
     if event not in pointers:
         raise AssertionError(f"unknown Assistants stream event {event!r}; the spec defines {sorted(pointers)}")
@@ -496,6 +529,11 @@ def operation_response_schema(method: str, path: str, status: str = "200") -> st
 
 def validate_response(method: str, path: str, body: Any, status: str = "200") -> None:
     """Assert that ``body`` matches the JSON schema of ``method path``'s ``status`` response."""
+    if not spec_available():
+        from . import sdk_shapes  # it imports helpers of this module
+
+        sdk_shapes.validate_object(sdk_shapes.operation_schema(method, path, status), body)
+        return
     name = operation_response_schema(method, path, status)
     if name is None:
         raise AssertionError(f"{method.upper()} {path}: the spec names no JSON schema for status {status}")
