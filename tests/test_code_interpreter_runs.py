@@ -19,7 +19,7 @@ from openai.types.beta.threads.runs import RunStep, RunStepDelta, ToolCall, Tool
 
 from tests.harness.fake_llm import FakeLLM, Turn, text, tool_calls
 from tests.harness.retrieval import upload
-from tests.harness.scenario import TERMINAL, fake_name, sent, wait_for
+from tests.harness.scenario import TERMINAL, WEATHER_TOOL, fake_name, sent, wait_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -454,3 +454,41 @@ def test_code_that_kills_its_session_is_told_and_the_next_call_gets_a_new_one(
     assert "NameError: name 'kept' is not defined" in after  # a new session, not the killed one
     killed = code_calls(client, thread_id, run.id)[1]
     assert killed.code_interpreter.outputs[0].type == "logs"
+
+
+def test_a_runs_tools_override_brings_the_code_interpreter(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
+    fake_llm.script(fake_name(model), [code("call_override", "3 * 3"), text("Nine.")])
+    assistant = client.beta.assistants.create(model=model)  # no tools of its own
+    thread_id = ask(client, "Square three")
+
+    run = run_to_end(client, thread_id, assistant.id, tools=[{"type": "code_interpreter"}])
+
+    assert run.status == "completed", run.last_error
+    assert [t.type for t in run.tools] == ["code_interpreter"]
+    assert tool_output(fake_llm, model, "call_override") == "9\n"
+
+
+def test_code_and_a_client_function_in_one_turn_run_the_code_then_ask_for_the_output(
+    client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    """The service runs the code; the run then waits for the client's function, as OpenAI did."""
+    turn = tool_calls([("call_code", "python", {"code": "21 * 2"}), ("call_weather", "get_weather", {"city": "Paris"})])
+    fake_llm.script(fake_name(model), [turn, text("42, and sunny.")])
+    assistant = client.beta.assistants.create(model=model, tools=[{"type": "code_interpreter"}, WEATHER_TOOL])
+    thread_id = ask(client, "Compute and check the weather")
+
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant.id, poll_interval_ms=100, timeout=60
+    )
+
+    assert run.status == "requires_action"
+    (asked,) = run.required_action.submit_tool_outputs.tool_calls
+    assert asked.id == "call_weather"
+    calls = {c.id: c for c in code_calls(client, thread_id, run.id)}
+    assert calls["call_code"].code_interpreter.outputs[0].logs == "42\n"  # run before the wait
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=thread_id, tool_outputs=[{"tool_call_id": "call_weather", "output": "sunny"}]
+    )
+    assert done.status == "completed", done.last_error
+    assert tool_output(fake_llm, model, "call_code") == "42\n"
+    assert tool_output(fake_llm, model, "call_weather") == "sunny"

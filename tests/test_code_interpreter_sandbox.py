@@ -53,7 +53,7 @@ def test_the_models_names_cannot_break_the_runner(sandbox: Sandbox, session: str
 
 
 def test_paths_show_as_mnt_data_and_files_appear_there(sandbox: Sandbox, session: str) -> None:
-    sandbox.write_files(session, [("in.csv", b"a,b\n1,2\n")])
+    sandbox.write_file(session, "in.csv", b"a,b\n1,2\n")
     run = sandbox.execute(
         session, "import os\nprint(os.path.abspath('in.csv'))\nprint(sorted(os.listdir('/mnt/data')))", quick()
     )

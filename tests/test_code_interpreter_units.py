@@ -25,14 +25,14 @@ CODE = 'import math\nprint("π ≈", math.pi)  # a \\ backslash, a\ttab, a quote
 def test_the_code_streams_whole_from_arguments_cut_anywhere(piece: int, ascii_only: bool) -> None:
     arguments = json.dumps({"code": CODE}, ensure_ascii=ascii_only)
     stream = CodeInput()
-    pieces = [stream.feed(arguments[i : i + piece]) for i in range(0, len(arguments), piece)]
+    pieces = [stream.advance(arguments[: i + piece]) for i in range(0, len(arguments), piece)]
     assert "".join(pieces) == CODE
     assert code_of(arguments) == CODE
 
 
 def test_code_sent_as_plain_text_is_the_code() -> None:
     stream = CodeInput()
-    assert stream.feed("print(") + stream.feed("1)") == "print(1)"
+    assert stream.advance("print(") + stream.advance("print(1)") == "print(1)"
     assert code_of("print(1)") == "print(1)"
 
 

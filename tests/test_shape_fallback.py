@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.harness import openapi_spec as spec
-from tests.test_openapi_spec import ASSISTANT, MESSAGE, RUN, RUN_STEP, THREAD
+from tests.test_openapi_spec import ASSISTANT, MESSAGE, RUN, RUN_STEP, THREAD, _list
 
 
 @pytest.fixture(autouse=True)
@@ -25,16 +25,6 @@ ERROR = {"message": "No such run", "type": "invalid_request_error", "param": Non
 
 def _without(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k != key}
-
-
-def _list(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": items,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-        "has_more": False,
-    }
 
 
 @pytest.mark.parametrize(

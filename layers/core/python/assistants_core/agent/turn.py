@@ -219,7 +219,7 @@ class Turn:
                     "index": position,
                     "id": call_id,
                     "type": "code_interpreter",
-                    "code_interpreter": {"input": code.feed(chunk.arguments), "outputs": []},
+                    "code_interpreter": {"input": code.advance(chunk.arguments), "outputs": []},
                 }
             else:
                 fragment = {
@@ -237,7 +237,7 @@ class Turn:
             if not chunk.arguments or call["kind"] == "file_search":
                 return
             if call["kind"] == "code":
-                written = call["code"].feed(chunk.arguments)
+                written = call["code"].advance(call["arguments"])
                 if not written:
                     return
                 fragment = {"index": position, "type": "code_interpreter", "code_interpreter": {"input": written}}

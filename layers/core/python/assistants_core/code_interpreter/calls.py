@@ -173,7 +173,7 @@ class _Runner:
         if not missing:
             return
         for file_id, path in missing.items():  # one in memory at a time
-            self.sandbox.write_files(self.session.id, [(path, self.blobs.get(file_key(self.ref.tenant, file_id)))])
+            self.sandbox.write_file(self.session.id, path, self.blobs.get(file_key(self.ref.tenant, file_id)))
             self.session.files[file_id] = path
         sessions.save(self.repo, self.sandbox, self.ref.tenant, self.ref.thread_id, self.session)
 

@@ -36,7 +36,7 @@ IMAGE_TYPES = {
     ".gif": "image/gif",
     ".webp": "image/webp",
 }
-# What a session may not do, whatever AWS answers: a failed start ends the run with this code.
+# The run's last_error code when AgentCore refuses with these (anything else: server_error).
 UNAVAILABLE_CODES = {
     "ServiceQuotaExceededException": "rate_limit_exceeded",
     "ThrottlingException": "rate_limit_exceeded",
@@ -142,12 +142,12 @@ class Sandbox:
 
     # ------------------------------------------------------------ files and code
 
-    def write_files(self, session_id: str, files: list[tuple[str, bytes]]) -> None:
-        """Put files in the session's data directory (``/mnt/data`` to the model)."""
-        for name, data in files:  # one at a time: each may be up to AgentCore's 100 MB inline
-            result = self._invoke(session_id, "writeFiles", {"content": [{"path": DATA + name, "blob": data}]})
-            if result.get("isError"):
-                raise SandboxUnavailable("server_error", "The files could not be written to the code interpreter.")
+    def write_file(self, session_id: str, name: str, data: bytes) -> None:
+        """Put a file in the session's data directory (``/mnt/data`` to the model); one per call,
+        as each may be up to AgentCore's 100 MB inline."""
+        result = self._invoke(session_id, "writeFiles", {"content": [{"path": DATA + name, "blob": data}]})
+        if result.get("isError"):
+            raise SandboxUnavailable("server_error", "The files could not be written to the code interpreter.")
 
     def execute(self, session_id: str, code: str, limits: Limits) -> Execution:
         """Run the model's code; its logs, and the files it wrote (read back, within the limits).
@@ -212,10 +212,11 @@ class Sandbox:
 
     def read_file(self, session_id: str, path: str) -> bytes | None:
         """One file of the session (one per call: each event must fit botocore's 24 MB); None if
-        it cannot be read (gone, a link, too large for an event)."""
+        it cannot be read (gone, a link, too large for an event, or the session ended after the
+        code ran: the next call finds that out, and the code is not run again)."""
         try:
             result = self._invoke(session_id, "readFiles", {"paths": [path]})
-        except (SandboxUnavailable, BotoCoreError):
+        except (SandboxUnavailable, SessionGone, BotoCoreError):
             return None
         for block in result.get("content") or [] if not result.get("isError") else []:
             resource = block.get("resource") or {}

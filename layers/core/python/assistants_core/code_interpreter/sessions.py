@@ -87,10 +87,3 @@ def save(repo: Repository, sandbox: Sandbox, tenant: str, thread_id: str, sessio
         repo.update_attributes(thread_pk(tenant, thread_id), THREAD_SK, set_values={ATTRIBUTE: session.to_attribute()})
     except ConcurrentModification:  # the thread was deleted meanwhile: nobody will use the session
         sandbox.stop(session.id)
-
-
-def stop_thread_session(sandbox: Sandbox, thread_attributes: dict[str, Any]) -> None:
-    """Stop the session of a thread being deleted (from the item the delete returned)."""
-    session = Session.from_attribute(thread_attributes.get(ATTRIBUTE)) if thread_attributes.get(ATTRIBUTE) else None
-    if session is not None:
-        sandbox.stop(session.id)

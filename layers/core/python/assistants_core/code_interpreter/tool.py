@@ -102,24 +102,23 @@ def partial_code(arguments: str) -> str:
 
 
 class CodeInput:
-    """Follows a python call's arguments as they stream; :meth:`feed` returns the new code."""
+    """What of a python call's code has streamed: :meth:`advance`, given the call's arguments so
+    far, returns the code they add."""
 
     def __init__(self) -> None:
-        self.arguments = ""
         self.sent = ""
 
-    def feed(self, fragment: str) -> str:
-        self.arguments += fragment
-        code = partial_code(self.arguments)
+    def advance(self, arguments: str) -> str:
+        code = partial_code(arguments)
         if not code.startswith(self.sent):  # cannot happen with valid JSON; never send a contradiction
             return ""
         new, self.sent = code[len(self.sent) :], code
         return new
 
 
-def code_call(call_id: str, code: str, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A ``code_interpreter`` tool call as a run step records it."""
-    return {"id": call_id, "type": "code_interpreter", "code_interpreter": {"input": code, "outputs": outputs or []}}
+def code_call(call_id: str, code: str) -> dict[str, Any]:
+    """A ``code_interpreter`` tool call as a run step records it, before its code has run."""
+    return {"id": call_id, "type": "code_interpreter", "code_interpreter": {"input": code, "outputs": []}}
 
 
 def model_call(call: dict[str, Any]) -> dict[str, Any]:
