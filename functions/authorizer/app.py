@@ -14,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from assistants_core.api_keys import parse_bearer, tenant_for_key
+from assistants_core.api_keys import hash_key, parse_bearer, tenant_for_key
 from assistants_core.repository import default_repository
 from assistants_core.request_size import MAX_REQUEST_BYTES
 
@@ -35,14 +35,15 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def _policy(tenant: str, effect: str, resource: str) -> dict[str, Any]:
+def _policy(tenant: str, effect: str, resource: str, key_id: str) -> dict[str, Any]:
     return {
         "principalId": tenant,
         "policyDocument": {
             "Version": "2012-10-17",
             "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
         },
-        "context": {"tenantId": tenant},
+        # keyId: whose rate limits the request counts against (a hash prefix, never the key).
+        "context": {"tenantId": tenant, "keyId": key_id},
     }
 
 
@@ -54,11 +55,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     tenant = tenant_for_key(default_repository(), api_key) if api_key else None
     if tenant is None:
         raise Exception("Unauthorized")  # API Gateway answers 401 (see the gateway responses)
+    key_id = hash_key(api_key or "")[:16]
     if request:
         length = _header(event, "content-length") or ""
         if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
             logger.info("request too large for Lambda", extra={"bytes": int(length), "limit": MAX_REQUEST_BYTES})
-            return _policy(tenant, "Deny", event["methodArn"])
+            return _policy(tenant, "Deny", event["methodArn"], key_id)
         # Not cached (ReauthorizeEvery 0): allow exactly this request.
-        return _policy(tenant, "Allow", event["methodArn"])
-    return _policy(tenant, "Allow", _any_route(event["methodArn"]))
+        return _policy(tenant, "Allow", event["methodArn"], key_id)
+    return _policy(tenant, "Allow", _any_route(event["methodArn"]), key_id)

@@ -26,6 +26,9 @@ class Settings:
     embedding_dimensions: int
     ingest_state_machine_arn: str
     file_search_wait_seconds: int
+    rate_limit_requests_per_second: float = 0.0
+    rate_limit_burst: int = 0
+    rate_limit_concurrent_runs: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +49,10 @@ def settings() -> Settings:
         embedding_dimensions=int(os.environ.get("EMBEDDING_DIMENSIONS", "1024")),
         ingest_state_machine_arn=os.environ.get("INGEST_STATE_MACHINE_ARN", ""),
         file_search_wait_seconds=int(os.environ.get("FILE_SEARCH_WAIT_SECONDS", "60")),
+        # 0 (or unset) turns a limit off; see services/rate_limits.py.
+        rate_limit_requests_per_second=float(os.environ.get("RATE_LIMIT_REQUESTS_PER_SECOND") or 0),
+        rate_limit_burst=int(os.environ.get("RATE_LIMIT_BURST") or 0),
+        rate_limit_concurrent_runs=int(os.environ.get("RATE_LIMIT_CONCURRENT_RUNS") or 0),
     )
 
 

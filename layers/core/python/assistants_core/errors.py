@@ -66,6 +66,18 @@ class ServerError(APIError):
         super().__init__(message)
 
 
+class RateLimitError(APIError):
+    """A key over one of its rate limits: 429, with the headers that say when to come back
+    (the SDK waits ``retry-after-ms`` before it retries)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, error_type: str, headers: dict[str, str]) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.error_type = error_type
+        self.headers = headers
+
+
 class ConflictError(APIError):
     """A request that conflicts with the current state of an object (still a 400, as OpenAI does)."""
 

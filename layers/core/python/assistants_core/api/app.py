@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..blobs import Download
 from ..errors import APIError, InvalidRequestError, ServerError, too_large
 from ..repository import ItemTooLarge
+from .rate_limits import RequestRateLimit
 
 logger = Logger()
 
@@ -36,6 +37,7 @@ def create_app(*routers: APIRouter, title: str = "Serverless Assistants") -> Fas
     app.add_exception_handler(ItemTooLarge, _item_too_large)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(RequestRateLimit)  # every route: the key's requests per second
     return app
 
 
@@ -48,7 +50,7 @@ def download_response(download: Download, media_type: str) -> Response:
 
 
 def error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code)
+    return JSONResponse(error.body(), status_code=error.status_code, headers=getattr(error, "headers", None))
 
 
 async def _api_error(_: Request, error: Exception) -> JSONResponse:

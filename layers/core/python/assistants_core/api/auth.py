@@ -2,7 +2,8 @@
 
 Authentication happens before the function runs: on AWS, API Gateway calls the Lambda
 authorizer (``functions/authorizer``), which maps the API key to a tenant and passes
-``tenantId`` in the request context. Mangum exposes that context as ``scope["aws.event"]``;
+``tenantId`` (and ``keyId``, a hash prefix of the key, whose rate limits the request counts
+against) in the request context. Mangum exposes that context as ``scope["aws.event"]``;
 the Lambda Web Adapter (and the local stack's gateway) passes it as the
 ``x-amzn-request-context`` header.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import Request
 
 from ..errors import AuthenticationError
+from ..services.rate_limits import Caller
 
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 
@@ -44,3 +46,18 @@ async def tenant_id(request: Request) -> str:
             code=None,
         )
     return str(tenant)
+
+
+def caller_of(request: Request) -> Caller | None:
+    """The API key a request counts against: the authorizer's ``keyId`` (its tenant when an
+    older authorizer result has none); None for a route without the authorizer."""
+    authorizer = request_context(request).get("authorizer") or {}
+    if not isinstance(authorizer, dict) or not authorizer.get("tenantId"):
+        return None
+    tenant = str(authorizer["tenantId"])
+    return Caller(tenant=tenant, key_id=str(authorizer.get("keyId") or tenant))
+
+
+async def caller(request: Request) -> Caller | None:
+    """FastAPI dependency: :func:`caller_of`."""
+    return caller_of(request)

@@ -14,7 +14,8 @@ from ..blobs import BlobStore, default_blob_store
 from ..repository import Repository, default_repository
 from ..services.ingestion import IngestionStarter, default_ingestion
 from ..services.pagination import ListParams
-from .auth import tenant_id
+from ..services.rate_limits import Caller
+from .auth import caller, tenant_id
 
 
 async def list_params(
@@ -31,6 +32,8 @@ async def repository() -> Repository:
 
 
 Tenant = Annotated[str, Depends(tenant_id)]
+# The API key a request counts against (its rate limits).
+ApiKey = Annotated[Caller | None, Depends(caller)]
 Repo = Annotated[Repository, Depends(repository)]
 Paging = Annotated[ListParams, Depends(list_params)]
 

@@ -27,7 +27,7 @@ from ..types import (
     SubmitToolOutputsParams,
     ThreadAndRunCreateParams,
 )
-from .dependencies import Paging, Repo, Tenant
+from .dependencies import ApiKey, Paging, Repo, Tenant
 
 router = APIRouter(prefix="/v1/threads")
 POLL_AFTER_MS = "500"
@@ -78,9 +78,9 @@ def _stream(
 
 @router.post("/runs", response_model=None)
 def create_thread_and_run(
-    body: ThreadAndRunCreateParams, tenant: Tenant, repo: Repo, sfn: Orchestrator, response: Response
+    body: ThreadAndRunCreateParams, tenant: Tenant, key: ApiKey, repo: Repo, sfn: Orchestrator, response: Response
 ) -> Any:
-    run = service.create_thread_and_run(repo, sfn, tenant, body)
+    run = service.create_thread_and_run(repo, sfn, tenant, body, caller=key)
     if body.stream:
         return _stream(repo, tenant, run.thread_id, run.id, 0)
     return _run_response(run, response)
@@ -91,12 +91,13 @@ def create_run(
     thread_id: str,
     body: RunCreateParams,
     tenant: Tenant,
+    key: ApiKey,
     repo: Repo,
     sfn: Orchestrator,
     response: Response,
     include: Include,
 ) -> Any:
-    run = service.create_run(repo, sfn, tenant, thread_id, body)
+    run = service.create_run(repo, sfn, tenant, thread_id, body, caller=key)
     if body.stream:
         return _stream(repo, tenant, run.thread_id, run.id, 0, include)
     return _run_response(run, response)

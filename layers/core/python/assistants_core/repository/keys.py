@@ -25,6 +25,15 @@ def run_log_pk(tenant: str, run_id: str) -> str:
     return f"T#{tenant}#RUN#{run_id}"
 
 
+def rate_limit_pk(tenant: str, key_id: str) -> str:
+    """An API key's rate limit items (its request bucket and its runs in progress)."""
+    return f"T#{tenant}#KEY#{key_id}"
+
+
+RATE_REQUESTS_SK = "RATE#REQUESTS"
+RATE_RUNS_SK = "RATE#RUNS"
+
+
 THREAD_SK = "THREAD"
 ASSISTANT_PREFIX = "ASST#"
 MESSAGE_PREFIX = "MSG#"

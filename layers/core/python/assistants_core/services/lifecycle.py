@@ -30,6 +30,7 @@ from ..types import Run, RunStep, Usage
 from ..types.events import MESSAGE_INCOMPLETE, run_event
 from ..types.message import text_part
 from ..types.run import TERMINAL_STATUSES, LastError
+from .rate_limits import RUN_KEY_ATTRIBUTE, free_run_slot
 from .run_events import EVENT_RETENTION_SECONDS, RunEventWriter, streamed_text
 
 # Why a message left open by its run is incomplete, by how the run ended (MessageObject's reasons).
@@ -71,7 +72,7 @@ def transition(
 
     The new run and its ``thread.run.<status>`` event are written in one transaction.
     ``stored`` is the run as the caller just read it (saves a read; re-read on a lost race).
-    Reaching a terminal status releases the thread's run lock.
+    Reaching a terminal status releases the thread's run lock and the run's slot of its API key.
     """
     allowed = set(allowed_from)
     for _ in range(10):
@@ -97,6 +98,7 @@ def transition(
             continue
         if run.is_terminal:
             release_thread(repo, ref)
+            free_run_slot(repo, ref.tenant, current.attributes.get(RUN_KEY_ATTRIBUTE), ref.thread_id, ref.run_id)
         return run
     raise ConcurrentModification(f"run {ref.run_id}: too many concurrent changes")
 

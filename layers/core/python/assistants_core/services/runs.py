@@ -42,10 +42,12 @@ from ..types import (
 )
 from ..types.events import THREAD_CREATED, run_event
 from ..types.run_step import without_search_content
+from . import rate_limits
 from .assistants import get_assistant
 from .lifecycle import RunRef, close_open_steps, fail, load_run, transition
 from .messages import build_message, message_sk
 from .pagination import ListParams, to_list_page
+from .rate_limits import RUN_KEY_ATTRIBUTE, Caller
 from .run_events import RunEventWriter
 from .thread_state import active_run, require_thread
 from .threads import create_thread, delete_thread
@@ -105,12 +107,14 @@ def create_run(
     params: RunCreateParams,
     *,
     created_thread: Thread | None = None,
+    caller: Caller | None = None,
 ) -> Run:
     """Lock the thread for a new run, log its first events and start its state machine.
 
     The lock, the run, any ``additional_messages`` and the run's first events are written in
     one transaction, so a second run or a new message cannot slip in while this one is active,
-    and a stream sees the run from its first event.
+    and a stream sees the run from its first event. With a limit on runs in progress, the
+    transaction also takes one of the ``caller``'s slots: a run over the limit creates nothing.
     """
     assistant = get_assistant(repo, tenant, params.assistant_id)
     run = _new_run(thread_id, assistant, params)
@@ -126,28 +130,36 @@ def create_run(
         first.append((THREAD_CREATED, created_thread.model_dump(mode="json")))
     first += [(run_event("created"), run.model_dump(mode="json")), (run_event("queued"), run.model_dump(mode="json"))]
     events = RunEventWriter(repo, tenant, run.id, next_seq=1)
-    try:
-        events.emit_many(
-            first,
-            with_ops=[
-                repo.op_update(
-                    pk,
-                    THREAD_SK,
-                    "SET active_run_id = :run",
-                    "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
-                    {":run": run.id},
-                ),
-                repo.op_put(pk, ref.sk, run.model_dump(mode="json")),
-                *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
-            ],
-        )
-    except ConcurrentModification:
-        active = active_run(repo, tenant, thread_id)
-        if active:
-            raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
-        raise
-    except ItemTooLarge as error:
-        raise _run_too_large(error.key, params, extra) from None
+    slot = rate_limits.op_take_run_slot(repo, caller, thread_id, run.id)
+    # The run names the key whose slot it holds, for whoever ends it.
+    holder: dict[str, Any] = {RUN_KEY_ATTRIBUTE: caller.key_id} if slot and caller else {}
+    ops = [
+        *([slot] if slot else []),  # first: its cancellation reason is at index 0
+        repo.op_update(
+            pk,
+            THREAD_SK,
+            "SET active_run_id = :run",
+            "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
+            {":run": run.id},
+        ),
+        repo.op_put(pk, ref.sk, run.model_dump(mode="json"), **holder),
+        *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
+    ]
+    for attempt in range(2):
+        try:
+            events.emit_many(first, with_ops=ops)
+            break
+        except ConcurrentModification as error:
+            if slot and caller and rate_limits.slot_refused(error, 0):
+                if attempt == 0 and rate_limits.free_stale_run_slots(repo, caller):
+                    continue  # a slot was held by a run that had ended: try again once
+                raise rate_limits.runs_limit_error(caller) from None
+            active = active_run(repo, tenant, thread_id)
+            if active:
+                raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
+            raise
+        except ItemTooLarge as error:
+            raise _run_too_large(error.key, params, extra) from None
     try:
         if params.additional_messages:
             # Once the run holds the thread (a rejected run must not touch its store), and before
@@ -172,7 +184,12 @@ def _run_too_large(key: tuple[str, str] | None, params: RunCreateParams, extra: 
 
 
 def create_thread_and_run(
-    repo: Repository, orchestrator: RunOrchestrator, tenant: str, params: ThreadAndRunCreateParams
+    repo: Repository,
+    orchestrator: RunOrchestrator,
+    tenant: str,
+    params: ThreadAndRunCreateParams,
+    *,
+    caller: Caller | None = None,
 ) -> Run:
     get_assistant(repo, tenant, params.assistant_id)  # fail before creating the thread
     thread_params = params.thread or ThreadCreateParams()
@@ -192,7 +209,7 @@ def create_thread_and_run(
         }
     )
     try:
-        return create_run(repo, orchestrator, tenant, thread.id, run_params, created_thread=thread)
+        return create_run(repo, orchestrator, tenant, thread.id, run_params, created_thread=thread, caller=caller)
     except APIError:
         delete_thread(repo, tenant, thread.id)  # a rejected request leaves no thread behind
         raise
