@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import importlib.util
 import json
 import os
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 SAMPLE_KEY = "sk-sa-sample-0123456789abcdefghijklmnopqrstuv"  # the key events/*.json carry
+SAMPLE_KEY_ID = hashlib.sha256(SAMPLE_KEY.encode()).hexdigest()[:16]  # rate limits count against it
 TABLE = "AssistantsTable"  # create_tables names the table by its logical id
 
 
@@ -338,7 +340,7 @@ def test_authorizer_allows_a_stored_key_with_its_tenant(dynamodb: Any) -> None:
     store_key(default_repository(), SAMPLE_KEY, "tenant-sample", name="sample")
     result = invoke("authorizer", _authorizer_event(f"Bearer {SAMPLE_KEY}"))
     assert result["principalId"] == "tenant-sample"
-    assert result["context"] == {"tenantId": "tenant-sample"}
+    assert result["context"] == {"tenantId": "tenant-sample", "keyId": SAMPLE_KEY_ID}
     (statement,) = result["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "execute-api:Invoke"
@@ -419,7 +421,7 @@ def test_upload_authorizer_denies_a_body_too_large_for_lambda(dynamodb: Any) -> 
     store_key(default_repository(), SAMPLE_KEY, "tenant-sample", name="sample")
     event = json.loads((EVENTS / "authorizer-upload.json").read_text())
     allowed = invoke("authorizer", event)
-    assert allowed["context"] == {"tenantId": "tenant-sample"}
+    assert allowed["context"] == {"tenantId": "tenant-sample", "keyId": SAMPLE_KEY_ID}
     (statement,) = allowed["policyDocument"]["Statement"]
     assert (statement["Effect"], statement["Resource"]) == ("Allow", event["methodArn"])  # this request only
     event["headers"]["Content-Length"] = str(MAX_REQUEST_BYTES + 1)
