@@ -5,13 +5,20 @@ concurrency) and the run slots' conditional set."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from assistants_core.errors import RateLimitError
-from assistants_core.repository import Repository, TransactionConflict
+from assistants_core.repository import RUN_PREFIX, THREAD_SK, Repository, TransactionConflict, thread_pk
 from assistants_core.repository.rate_limits import RateLimitStore
+from assistants_core.services import rate_limits
+from assistants_core.services import runs as run_service
+from assistants_core.services.assistants import create_assistant
+from assistants_core.services.lifecycle import RunRef, transition
 from assistants_core.services.rate_limits import Caller, RequestLimit, duration, take_request
+from assistants_core.services.threads import create_thread, delete_thread
+from assistants_core.types import AssistantCreateParams, MessageCreateParams, RunCreateParams, ThreadCreateParams
 from tests.harness.dynamo_fixtures import DynamoEngine, repository_for
 
 SECOND = 1_000_000
@@ -117,3 +124,65 @@ def test_durations_as_openai_writes_them() -> None:
         "6m0s",
         "1h2m3s",
     ]
+
+
+class Orchestrator:
+    """Starts nothing; or fails to start (Step Functions refusing StartExecution)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def start(self, tenant: str, thread_id: str, run_id: str, *, event_seq: int = 0) -> None:
+        if self.fail:
+            raise RuntimeError("ThrottlingException: Rate exceeded")
+
+
+def test_run_slots_through_a_runs_life(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paths the end-to-end tests do not take: expiry, a run whose execution never started,
+    and a stale slot dropped at the limit."""
+    monkeypatch.setattr(rate_limits, "concurrent_runs_limit", lambda: 1)
+    tenant, caller = "tenant_slots", Caller("tenant_slots", "key1")
+    store = RateLimitStore(repo)
+    assistant = create_assistant(repo, tenant, AssistantCreateParams(model="openai/any"))
+    params = RunCreateParams(assistant_id=assistant.id)
+
+    def thread() -> str:
+        messages = [MessageCreateParams(role="user", content="Hi")]
+        return create_thread(repo, tenant, ThreadCreateParams(messages=messages)).id
+
+    def create(thread_id: str, orchestrator: Any = None) -> Any:
+        return run_service.create_run(repo, orchestrator or Orchestrator(), tenant, thread_id, params, caller=caller)
+
+    thread_a, thread_b = thread(), thread()
+    run = create(thread_a)
+    assert store.run_slots(tenant, "key1") == {f"{thread_a}/{run.id}"}
+    stored = repo.get(thread_pk(tenant, thread_a), RUN_PREFIX + run.id)
+    assert stored is not None and stored.attributes["rate_key"] == "key1"
+    with pytest.raises(RateLimitError) as refused:
+        create(thread_b)
+    assert refused.value.error_type == "runs" and refused.value.status_code == 429
+    assert repo.list(thread_pk(tenant, thread_b), RUN_PREFIX, limit=10).items == []
+    locked = repo.get(thread_pk(tenant, thread_b), THREAD_SK)
+    assert locked is not None and "active_run_id" not in locked.attributes
+
+    # expired (the state machine's Expire): the slot is back
+    ref = RunRef(tenant, thread_a, run.id)
+    for status, before in (
+        ("in_progress", "queued"),
+        ("requires_action", "in_progress"),
+        ("expired", "requires_action"),
+    ):
+        assert transition(repo, ref, status, allowed_from={before}, events=None) is not None
+    assert store.run_slots(tenant, "key1") == set()
+
+    # an execution that never started fails the run, which gives its slot back
+    with pytest.raises(RuntimeError):
+        create(thread_b, Orchestrator(fail=True))
+    assert store.run_slots(tenant, "key1") == set()
+
+    # a slot whose thread was deleted is dropped when the key is at its limit
+    create(thread_b)
+    delete_thread(repo, tenant, thread_b)
+    assert len(store.run_slots(tenant, "key1")) == 1
+    run = create(thread_a)
+    assert store.run_slots(tenant, "key1") == {f"{thread_a}/{run.id}"}
