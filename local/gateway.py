@@ -104,6 +104,36 @@ def gateway_functions(template: dict[str, Any], specs: dict[str, cfn.FunctionSpe
     }
 
 
+class StageThrottle:
+    """API Gateway's stage throttling (the Api's ``MethodSettings`` for ``/*`` ``*``): one token
+    bucket for every request of the stage, all keys together, as API Gateway's outer bound."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = burst, time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def stage_throttle(template: dict[str, Any]) -> StageThrottle | None:
+    """The stage's throttling from the template (its parameters resolved); None if it sets none."""
+    resolver = cfn.planned_resolver(template)
+    for setting in _api(template).get("MethodSettings") or []:
+        if setting.get("ResourcePath") == "/*" and setting.get("HttpMethod") == "*":
+            rate = setting.get("ThrottlingRateLimit")
+            burst = setting.get("ThrottlingBurstLimit")
+            if rate is not None and burst is not None:
+                return StageThrottle(float(resolver.resolve(rate)), float(resolver.resolve(burst)))
+    return None
+
+
 class Denied(Exception):
     """The authorizer's policy denies the request: API Gateway's ACCESS_DENIED."""
 
@@ -125,6 +155,7 @@ class Gateway:
         self.forward_fault = forward_fault  # for functions that the emulated AWS runs
         self.routes = routes_from_template(template, functions.specs)
         self.responses = gateway_responses(template)
+        self.throttle = stage_throttle(template)
         self.open_keys = open_keys
         self.auto_tenant = auto_tenant
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
@@ -146,6 +177,8 @@ class Gateway:
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
         if route is None:  # API Gateway's answer to a method and path no route has
             return await self._gateway_response(send, "MISSING_AUTHENTICATION_TOKEN", 403)
+        if self.throttle is not None and not self.throttle.allow():  # before the authorizer, as on AWS
+            return await self._gateway_response(send, "THROTTLED", 429)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"x-amzn-request-context"]
         length = next((v for k, v in headers if k.lower() == b"content-length"), b"")
         if length.isdigit() and int(length) > MAX_PAYLOAD_BYTES:

@@ -186,3 +186,44 @@ def test_run_slots_through_a_runs_life(repo: Repository, monkeypatch: pytest.Mon
     assert len(store.run_slots(tenant, "key1")) == 1
     run = create(thread_a)
     assert store.run_slots(tenant, "key1") == {f"{thread_a}/{run.id}"}
+
+
+def test_the_local_gateway_plays_api_gateways_stage_throttling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template's stage throttling (an outer bound for all keys) is read with its parameters,
+    and over it the gateway answers the template's THROTTLED response before any authorizer."""
+    import asyncio
+    import json
+    import re
+
+    from local import gateway as gw
+    from local.template import load_template
+
+    throttle = gw.stage_throttle(load_template())
+    assert throttle is not None and (throttle.rate, throttle.burst) == (1000.0, 2000.0)
+    monkeypatch.setenv("LOCAL_PARAMETERS", "ApiThrottlingRateLimit=1,ApiThrottlingBurstLimit=2")
+    throttle = gw.stage_throttle(load_template())
+    assert throttle is not None and (throttle.rate, throttle.burst) == (1.0, 2.0)
+    assert [throttle.allow() for _ in range(3)] == [True, True, False]
+    throttle.updated -= 1.0  # a second later: one more
+    assert [throttle.allow(), throttle.allow()] == [True, False]
+
+    gateway = gw.Gateway.__new__(gw.Gateway)  # only what a throttled request reads
+    gateway.routes = [gw.Route("GET", "/v1/assistants", re.compile("^/v1/assistants/?$"), "F", None)]
+    gateway.responses = gw.gateway_responses(load_template())
+    gateway.throttle = throttle
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/assistants", "headers": []}
+    asyncio.run(gateway(scope, None, send))
+    assert sent[0]["status"] == 429
+    assert json.loads(sent[1]["body"]) == {
+        "error": {
+            "message": "Rate limit reached for requests",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
