@@ -39,6 +39,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("/v1/assistants/{assistant_id}", "get"): "AssistantsFunction",
     ("/v1/assistants/{assistant_id}", "post"): "AssistantsFunction",
     ("/v1/assistants/{assistant_id}", "delete"): "AssistantsFunction",
+    ("/v1/models", "get"): "ModelsFunction",
+    ("/v1/models/{model+}", "get"): "ModelsFunction",
     ("/v1/threads", "post"): "ThreadsFunction",
     ("/v1/threads/{thread_id}", "get"): "ThreadsFunction",
     ("/v1/threads/{thread_id}", "post"): "ThreadsFunction",
@@ -355,6 +357,7 @@ def test_every_function_exists_with_its_handler() -> None:
     assert set(specs) == {
         "AuthorizerFunction",
         "AssistantsFunction",
+        "ModelsFunction",
         "ThreadsFunction",
         "MessagesFunction",
         "RunsFunction",

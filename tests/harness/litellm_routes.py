@@ -18,7 +18,18 @@ from typing import Any
 from assistants_core.model_routing import DATA_PATH
 
 # Prefixes get_llm_provider checks with startswith() rather than through its provider list.
-_EXTRA_PREFIXES = ("bytez", "gdc", "lemonade", "heroku", "cometapi", "oci", "compactifai", "ovhcloud", "clarifai", "sap")
+_EXTRA_PREFIXES = (
+    "bytez",
+    "gdc",
+    "lemonade",
+    "heroku",
+    "cometapi",
+    "oci",
+    "compactifai",
+    "ovhcloud",
+    "clarifai",
+    "sap",
+)
 PROBE = "probe-model"
 
 

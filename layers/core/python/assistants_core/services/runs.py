@@ -45,6 +45,7 @@ from ..types.run_step import without_search_content
 from .assistants import get_assistant
 from .lifecycle import RunRef, close_open_steps, fail, load_run, transition
 from .messages import build_message, message_sk
+from .models import require_available
 from .pagination import ListParams, to_list_page
 from .run_events import RunEventWriter
 from .thread_state import active_run, require_thread
@@ -113,6 +114,8 @@ def create_run(
     and a stream sees the run from its first event.
     """
     assistant = get_assistant(repo, tenant, params.assistant_id)
+    if params.model:
+        require_available(params.model)
     run = _new_run(thread_id, assistant, params)
     if len(json.dumps(run.model_dump(mode="json"))) > MAX_NEW_RUN_BYTES:
         raise _run_too_large(None, params, [])
@@ -175,6 +178,8 @@ def create_thread_and_run(
     repo: Repository, orchestrator: RunOrchestrator, tenant: str, params: ThreadAndRunCreateParams
 ) -> Run:
     get_assistant(repo, tenant, params.assistant_id)  # fail before creating the thread
+    if params.model:
+        require_available(params.model)
     thread_params = params.thread or ThreadCreateParams()
     resources_param = None
     if params.tool_resources is not None and thread_params.tool_resources is None:
