@@ -683,3 +683,13 @@ def test_the_vpc_code_interpreter_has_no_network_but_its_own(template: dict[str,
     }
     assert "ExecutionRoleArn" not in resource["Properties"]  # the code gets no AWS credentials
     assert template["Parameters"]["CodeInterpreterNetworkMode"]["Default"] == "SANDBOX"
+
+
+def test_local_parameters_take_comma_separated_values() -> None:
+    """LOCAL_PARAMETERS separates parameters with commas, and a list value has commas too."""
+    assert cfn.parse_parameters("AllowedModels=bedrock/*,gpt-4o , LogLevel=INFO,") == {
+        "AllowedModels": "bedrock/*,gpt-4o",
+        "LogLevel": "INFO",
+    }
+    assert cfn.parse_parameters("CodeInterpreterCallSeconds=10") == {"CodeInterpreterCallSeconds": "10"}
+    assert cfn.parse_parameters("") == {}

@@ -201,10 +201,39 @@ def classify(error: Exception, model: str = "") -> ModelError:
     """Map a provider failure to the run's ``last_error``: OpenAI's code and one sentence a user
     can act on. litellm's own message (multi-line, naming the library and its classes) goes to
     the log only."""
+    code, sentence = "server_error", "The model call failed unexpectedly; try the run again."
+    if _unreachable(error):  # litellm reports some refused connections as 500s
+        sentence = _UNREACHABLE
+    else:
+        for kind, kind_code, kind_sentence in _kinds():
+            if isinstance(error, kind):
+                code, sentence = kind_code, kind_sentence
+                break
+    logger.warning(
+        "model call failed",
+        extra={"model": model, "code": code, "error_type": type(error).__name__, "error": str(error)},
+    )
+    return ModelError(code, sentence.format(model=f"`{model}`" if model else "the run's model"))
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether the call never reached the provider (connection refused, unknown host)."""
+    import httpx
+
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain of causes, bounded
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionError | httpx.ConnectError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(sign in str(error) for sign in ("Connection refused", "Name or service not known"))
+
+
+def _kinds() -> tuple[tuple[type[BaseException], str, str], ...]:
     import litellm
 
-    code, sentence = "server_error", "The model call failed unexpectedly; try the run again."
-    for kind, kind_code, kind_sentence in (
+    return (
         (litellm.ContextWindowExceededError, "invalid_prompt", _CONTEXT),
         (
             litellm.ContentPolicyViolationError,
@@ -239,25 +268,18 @@ def classify(error: Exception, model: str = "") -> ModelError:
         (litellm.PermissionDeniedError, "server_error", "The model provider denied the deployment access to {model}."),
         (litellm.NotFoundError, "invalid_prompt", "The model provider does not know the model {model}."),
         (litellm.Timeout, "server_error", "The model provider did not answer in time; try the run again."),
-        (litellm.APIConnectionError, "server_error", "The model provider could not be reached; try the run again."),
+        (litellm.APIConnectionError, "server_error", _UNREACHABLE),
         (litellm.InternalServerError, "server_error", _PROVIDER_DOWN),
         (litellm.ServiceUnavailableError, "server_error", _PROVIDER_DOWN),
         (litellm.BadGatewayError, "server_error", _PROVIDER_DOWN),
-    ):
-        if isinstance(error, kind):
-            code, sentence = kind_code, kind_sentence
-            break
-    logger.warning(
-        "model call failed",
-        extra={"model": model, "code": code, "error_type": type(error).__name__, "error": str(error)},
     )
-    return ModelError(code, sentence.format(model=f"`{model}`" if model else "the run's model"))
 
 
 _CONTEXT = (
     "The conversation is longer than the model's context window; "
     "set a truncation_strategy or max_prompt_tokens, or start a new thread."
 )
+_UNREACHABLE = "The model provider could not be reached; try the run again."
 _PROVIDER_DOWN = "The model provider had an error while processing the run; try the run again."
 
 
