@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from fastapi import APIRouter
 
 from ..services import models as service
@@ -20,6 +18,6 @@ def list_models(tenant: Tenant, repo: Repo) -> ModelList:
 
 @router.get("/{model:path}")
 def retrieve_model(model: str, tenant: Tenant, repo: Repo) -> Model:
-    # Ids have slashes (openai/gpt-4o), which the SDK sends encoded (openai%2Fgpt-4o): the route
-    # is greedy, and a still-encoded id (as API Gateway may pass the path) is decoded here.
-    return service.retrieve_model(repo, tenant, unquote(model))
+    # Ids have slashes (openai/gpt-4o), which the SDK sends encoded (openai%2Fgpt-4o): API
+    # Gateway's {model+} and this route are greedy, and mangum (uvicorn locally) decodes the path.
+    return service.retrieve_model(repo, tenant, model)
