@@ -81,6 +81,8 @@ def routes_from_template(template: dict[str, Any], specs: dict[str, cfn.Function
             props = event["Properties"]
             path = props["Path"]
             regex = "^" + re.sub(r"\\\{([A-Za-z0-9_]+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "/?$"
+            # A greedy parameter ({model+}) takes the rest of the path, slashes included.
+            regex = re.sub(r"\\\{([A-Za-z0-9_]+)\\\+\\\}", r"(?P<\1>.+)", regex)
             chosen = (props.get("Auth") or {}).get("Authorizer", default)
             authorizer = None if chosen in (None, "NONE") else known[chosen]
             routes.append(Route(props["Method"].upper(), path, re.compile(regex), name, authorizer))

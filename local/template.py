@@ -81,10 +81,25 @@ def parameter_values(template: dict[str, Any] | None = None) -> dict[str, str]:
     template = template or load_template()
     values = {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
     values.update({k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in values})
-    for name, value in parse_assignments(os.environ.get("LOCAL_PARAMETERS", "")).items():
+    for name, value in parse_parameters(os.environ.get("LOCAL_PARAMETERS", "")).items():
         if name not in values:
             raise ValueError(f"LOCAL_PARAMETERS names {name!r}, which template.yaml does not declare")
         values[name] = value
+    return values
+
+
+def parse_parameters(raw: str) -> dict[str, str]:
+    """``LOCAL_PARAMETERS``: as :func:`parse_assignments`, but a part without ``=`` continues the
+    previous value, so a comma-separated value fits (``AllowedModels=bedrock/*,gpt-4o,LogLevel=INFO``)."""
+    values: dict[str, str] = {}
+    last: str | None = None
+    for part in filter(None, (part.strip() for part in raw.split(","))):
+        name, equals, value = part.partition("=")
+        if not equals and last is not None:
+            values[last] = f"{values[last]},{part}" if values[last] else part
+            continue
+        last = name.strip()
+        values[last] = value.strip()
     return values
 
 

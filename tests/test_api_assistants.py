@@ -55,7 +55,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
 
 
 def test_auto_pagination_walks_every_page_once(client: OpenAI) -> None:
-    ids = [client.beta.assistants.create(model="m", name=f"a{i}").id for i in range(23)]
+    ids = [client.beta.assistants.create(model="gpt-4o", name=f"a{i}").id for i in range(23)]
 
     ascending = [a.id for a in client.beta.assistants.list(limit=5, order="asc")]
     assert ascending == ids
@@ -96,7 +96,7 @@ def test_auto_pagination_walks_every_page_once(client: OpenAI) -> None:
 )
 def test_invalid_create_is_a_400_in_openai_shape(client: OpenAI, kwargs: dict, param: str) -> None:
     with pytest.raises(openai.BadRequestError) as error:
-        client.beta.assistants.create(model="m", **kwargs)
+        client.beta.assistants.create(model="gpt-4o", **kwargs)
     body = error.value.body
     assert error.value.status_code == 400
     assert body["type"] == "invalid_request_error"
@@ -158,7 +158,7 @@ def test_auth_errors_and_health(stack_url: str) -> None:
 
 def test_forged_request_context_is_ignored(stack_url: str, client: OpenAI) -> None:
     """A client cannot claim a tenant by sending the header the gateway sets."""
-    client.beta.assistants.create(model="m", name="mine")
+    client.beta.assistants.create(model="gpt-4o", name="mine")
     forged = httpx.get(
         f"{stack_url}/v1/assistants",
         headers={"x-amzn-request-context": '{"authorizer": {"tenantId": "someone"}}'},
@@ -167,7 +167,7 @@ def test_forged_request_context_is_ignored(stack_url: str, client: OpenAI) -> No
 
 
 async def test_async_client(async_client: AsyncOpenAI) -> None:
-    created = [await async_client.beta.assistants.create(model="m", name=f"async-{i}") for i in range(4)]
+    created = [await async_client.beta.assistants.create(model="gpt-4o", name=f"async-{i}") for i in range(4)]
     seen = [a.id async for a in async_client.beta.assistants.list(limit=3, order="asc")]
     assert seen == [a.id for a in created]
     updated = await async_client.beta.assistants.update(created[0].id, description="d")
@@ -180,7 +180,7 @@ async def test_async_client(async_client: AsyncOpenAI) -> None:
 
 def test_a_function_named_file_search_is_the_users_own_without_the_tool(client: OpenAI) -> None:
     own = {"type": "function", "function": {"name": "file_search", "parameters": {"type": "object"}}}
-    assistant = client.beta.assistants.create(model="m", tools=[own])  # type: ignore[list-item]
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[own])  # type: ignore[list-item]
     assert [t.type for t in assistant.tools] == ["function"]
     with pytest.raises(openai.BadRequestError) as error:
         client.beta.assistants.update(assistant.id, tools=[own, {"type": "file_search"}])  # type: ignore[list-item]

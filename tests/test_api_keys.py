@@ -38,7 +38,7 @@ def test_only_listed_keys_work_and_each_maps_to_its_tenant(restricted_stack: tup
     assert denied.value.body["code"] == "invalid_api_key"
 
     alpha, beta, gamma = (_client(url, k) for k in ("key-alpha", "key-beta", "key-gamma"))
-    mine = alpha.beta.assistants.create(model="m", name="alpha's")
+    mine = alpha.beta.assistants.create(model="gpt-4o", name="alpha's")
     assert [a.id for a in alpha.beta.assistants.list()] == [mine.id]
     assert beta.beta.assistants.list().data == []
     assert gamma.beta.assistants.list().data == []  # a bare key is a tenant of its own
@@ -74,7 +74,7 @@ def test_key_cli_creates_lists_and_revokes(restricted_stack: tuple[str, str]) ->
     assert issued["api_key"].startswith("sk-sa-") and issued["tenant_id"] == "team-cli"
 
     client = _client(url, issued["api_key"])  # the authorizer accepts the new key at once
-    assert client.beta.assistants.create(model="m").object == "assistant"
+    assert client.beta.assistants.create(model="gpt-4o").object == "assistant"
     assert len(client.beta.assistants.list().data) == 1
 
     listed = _cli(aws_url, "list")

@@ -136,7 +136,7 @@ def test_message_on_unknown_thread_is_404(client: OpenAI) -> None:
 
 
 def test_tenants_are_isolated(client: OpenAI, other_client: OpenAI) -> None:
-    assistant = client.beta.assistants.create(model="m", name="private")
+    assistant = client.beta.assistants.create(model="gpt-4o", name="private")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "secret"}])
     message = client.beta.threads.messages.list(thread.id).data[0]
 

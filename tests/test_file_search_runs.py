@@ -941,11 +941,11 @@ def test_tool_resources_naming_missing_or_foreign_objects_are_404(client: OpenAI
     theirs = {"file_search": {"vector_store_ids": [foreign_store]}}
     ok = {"file_search": {"vector_store_ids": [mine]}}
     assistants, threads = client.beta.assistants, client.beta.threads
-    assistant = assistants.create(model="m", tools=[{"type": "file_search"}], tool_resources=ok)
+    assistant = assistants.create(model="gpt-4o", tools=[{"type": "file_search"}], tool_resources=ok)
     thread = threads.create(tool_resources=ok)
 
     for resources in (missing, theirs):
-        assert not_found(lambda r=resources: assistants.create(model="m", tool_resources=r)) == stores
+        assert not_found(lambda r=resources: assistants.create(model="gpt-4o", tool_resources=r)) == stores
         assert not_found(lambda r=resources: assistants.update(assistant.id, tool_resources=r)) == stores
         assert not_found(lambda r=resources: threads.create(tool_resources=r)) == stores
         assert not_found(lambda r=resources: threads.update(thread.id, tool_resources=r)) == stores
@@ -969,10 +969,10 @@ def test_tool_resources_naming_missing_or_foreign_objects_are_404(client: OpenAI
 
     def rejects(file_id: str) -> None:  # a file that does not exist, or is another tenant's
         their_files = {"file_search": {"vector_stores": [{"file_ids": [file_id]}]}}
-        assert not_found(lambda: assistants.create(model="m", tool_resources=their_files)) == helper_files
+        assert not_found(lambda: assistants.create(model="gpt-4o", tool_resources=their_files)) == helper_files
         their_code_files = {"code_interpreter": {"file_ids": [file_id]}}
         assert (
-            not_found(lambda: assistants.create(model="m", tool_resources=their_code_files))
+            not_found(lambda: assistants.create(model="gpt-4o", tool_resources=their_code_files))
             == "tool_resources.code_interpreter.file_ids[0]"
         )
         attached = [{"role": "user", "content": "x", "attachments": [{"file_id": file_id, "tools": []}]}]
@@ -1014,7 +1014,7 @@ def test_tool_resources_naming_missing_or_foreign_objects_are_404(client: OpenAI
 def test_vector_stores_helper_creates_a_store_holding_the_files(client: OpenAI) -> None:
     first, second = upload(client, "one.md", b"One fish."), upload(client, "two.md", b"Two fish.")
     assistant = client.beta.assistants.create(
-        model="m",
+        model="gpt-4o",
         tools=[{"type": "file_search"}],
         tool_resources={"file_search": {"vector_stores": [{"file_ids": [first, second], "metadata": {"k": "v"}}]}},
     )

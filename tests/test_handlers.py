@@ -204,6 +204,35 @@ def test_every_event_route_is_a_route_of_the_template() -> None:
             assert (event["resource"], event["httpMethod"]) in routes, path.name
 
 
+# ------------------------------------------------------------------ models
+
+
+def test_models_list_and_get_an_id_with_a_slash(dynamodb: Any) -> None:
+    created = invoke("assistants", load_event("assistants-create"))
+    assert created["statusCode"] == 200, created
+    listed = invoke("models", load_event("models-list"))
+    assert listed["statusCode"] == 200, listed
+    assert body(listed) == {
+        "object": "list",
+        "data": [
+            {"id": "gpt-4o-mini", "object": "model", "created": body(created)["created_at"], "owned_by": "openai"}
+        ],
+    }
+    # The SDK sends openai%2Fgpt-4o-mini; API Gateway's greedy {model+} matches it encoded or not.
+    expected = {"id": "openai/gpt-4o-mini", "object": "model", "created": 0, "owned_by": "openai"}
+    assert body(invoke("models", load_event("models-get"))) == expected
+    decoded = load_event("models-get", **{"openai%2Fgpt-4o-mini": "openai/gpt-4o-mini"})
+    assert body(invoke("models", decoded)) == expected
+    unknown = load_event("models-get", **{"openai%2Fgpt-4o-mini": "gpt-nonexistent-foo"})
+    error = assert_openai_error(invoke("models", unknown), 404)
+    assert error == {
+        "message": "The model `gpt-nonexistent-foo` does not exist or you do not have access to it.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "model_not_found",
+    }
+
+
 # ------------------------------------------------------------------ assistants
 
 

@@ -126,6 +126,7 @@ def test_the_ingest_layers_parse_and_chunk_documents(build_dir: Path) -> None:
     "function",
     [
         "AssistantsFunction",
+        "ModelsFunction",
         "ThreadsFunction",
         "MessagesFunction",
         "FilesFunction",

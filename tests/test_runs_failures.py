@@ -21,13 +21,14 @@ from tests.harness.fake_llm import (
     Turn,
     break_midstream,
     context_length_exceeded,
+    error,
     rate_limited,
     server_error,
     text,
     tool_calls,
 )
 from tests.harness.openapi_spec import validate_object, validate_stream_event, wire
-from tests.harness.scenario import POLL_SECONDS, TERMINAL, bad_request, fake_name, wait_for
+from tests.harness.scenario import POLL_SECONDS, TERMINAL, assert_clean_last_error, bad_request, fake_name, wait_for
 from tests.harness.sse import post_sse
 
 WEATHER_TOOL: dict[str, Any] = {
@@ -201,8 +202,14 @@ def test_concurrent_double_submit_resumes_the_run_once(client: OpenAI, fake_llm:
         (rate_limited(), "rate_limit_exceeded"),
         (server_error(), "server_error"),
         (context_length_exceeded(), "invalid_prompt"),
+        (error(400, "Invalid 'tools[0].function.name'.", "invalid_request_error", "invalid_value"), "invalid_prompt"),
+        (
+            error(401, "Incorrect API key provided: fake-llm-key.", "invalid_request_error", "invalid_api_key"),
+            "server_error",
+        ),
+        (error(404, "The model `x` does not exist.", "invalid_request_error", "model_not_found"), "invalid_prompt"),
     ],
-    ids=["429", "500", "context_length"],
+    ids=["429", "500", "context_length", "400", "401", "404"],
 )
 def test_provider_errors_fail_the_streamed_run(
     client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str, turn: Turn, code: str
@@ -218,11 +225,13 @@ def test_provider_errors_fail_the_streamed_run(
     failed_event = stream.data("thread.run.failed")[0]
     validate_stream_event("thread.run.failed", failed_event)
     assert failed_event["last_error"]["code"] == code
+    assert_clean_last_error(failed_event["last_error"]["message"])
     assert failed_event["failed_at"] is not None
 
     run = client.beta.threads.runs.retrieve(failed_event["id"], thread_id=thread.id)
     assert run.status == "failed"
-    assert run.last_error is not None and run.last_error.code == code and run.last_error.message
+    assert run.last_error is not None and run.last_error.code == code
+    assert run.last_error.message == failed_event["last_error"]["message"]
     assert run.failed_at is not None and run.completed_at is None and run.expires_at is None
     validate_object("RunObject", wire(run))
     assert len(fake_llm.requests(fake_name(model))) == 1  # no retry behind the run's back
@@ -237,6 +246,7 @@ def test_provider_error_fails_a_polled_run(client: OpenAI, fake_llm: FakeLLM, mo
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=100)
     assert run.status == "failed"
     assert run.last_error.code == "rate_limit_exceeded"
+    assert run.last_error.message == "The model provider's rate limit was reached; try the run again later."
     assert run.failed_at is not None
 
 
@@ -250,6 +260,7 @@ def test_stream_broken_mid_answer_fails_and_keeps_the_partial_message(
     run = wait_for(client, thread.id, created.id, TERMINAL)
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "server_error"
+    assert_clean_last_error(run.last_error.message)
     assert run.failed_at is not None
     (message,) = client.beta.threads.messages.list(thread.id, run_id=run.id).data
     assert message.status == "incomplete"
@@ -276,6 +287,7 @@ def test_agent_step_crash_is_caught_by_the_state_machine(
     run = wait_for(client, thread.id, created.id, TERMINAL)
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "server_error"
+    assert_clean_last_error(run.last_error.message)
     assert run.failed_at is not None and run.started_at is None
     assert fake_llm.requests(fake_name(model)) == []
     validate_object("RunObject", wire(run))

@@ -39,6 +39,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("/v1/assistants/{assistant_id}", "get"): "AssistantsFunction",
     ("/v1/assistants/{assistant_id}", "post"): "AssistantsFunction",
     ("/v1/assistants/{assistant_id}", "delete"): "AssistantsFunction",
+    ("/v1/models", "get"): "ModelsFunction",
+    ("/v1/models/{model+}", "get"): "ModelsFunction",
     ("/v1/threads", "post"): "ThreadsFunction",
     ("/v1/threads/{thread_id}", "get"): "ThreadsFunction",
     ("/v1/threads/{thread_id}", "post"): "ThreadsFunction",
@@ -355,6 +357,7 @@ def test_every_function_exists_with_its_handler() -> None:
     assert set(specs) == {
         "AuthorizerFunction",
         "AssistantsFunction",
+        "ModelsFunction",
         "ThreadsFunction",
         "MessagesFunction",
         "RunsFunction",
@@ -680,3 +683,13 @@ def test_the_vpc_code_interpreter_has_no_network_but_its_own(template: dict[str,
     }
     assert "ExecutionRoleArn" not in resource["Properties"]  # the code gets no AWS credentials
     assert template["Parameters"]["CodeInterpreterNetworkMode"]["Default"] == "SANDBOX"
+
+
+def test_local_parameters_take_comma_separated_values() -> None:
+    """LOCAL_PARAMETERS separates parameters with commas, and a list value has commas too."""
+    assert cfn.parse_parameters("AllowedModels=bedrock/*,gpt-4o , LogLevel=INFO,") == {
+        "AllowedModels": "bedrock/*,gpt-4o",
+        "LogLevel": "INFO",
+    }
+    assert cfn.parse_parameters("CodeInterpreterCallSeconds=10") == {"CodeInterpreterCallSeconds": "10"}
+    assert cfn.parse_parameters("") == {}

@@ -3,6 +3,7 @@ checking a stream and a 400."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -79,3 +80,11 @@ def bad_request(call: Any) -> dict[str, Any]:
     body = raised.value.body
     assert isinstance(body, dict) and body["type"] == "invalid_request_error", body
     return body
+
+
+def assert_clean_last_error(message: str) -> None:
+    """A run's ``last_error.message`` is one sentence for a user: no newline, no library or class
+    name, no traceback, no URL (litellm's own message goes to the logs only)."""
+    assert re.fullmatch(r"[A-Z][^\n]*[.]", message), message
+    assert "litellm" not in message.lower() and "traceback" not in message.lower(), message
+    assert not re.search(r"Exception|\b\w+Error\b|Error:|https?://", message), message

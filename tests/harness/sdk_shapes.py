@@ -65,7 +65,7 @@ def _page_of(item: type[pydantic.BaseModel], object_: str, **extra: Any) -> type
 @cache
 def sdk_types() -> dict[str, type[pydantic.BaseModel]]:
     """Spec component schema name -> SDK model that validates the same object."""
-    from openai.types import FileDeleted, FileObject, Upload, VectorStore, VectorStoreDeleted
+    from openai.types import FileDeleted, FileObject, Model, Upload, VectorStore, VectorStoreDeleted
     from openai.types.beta import Assistant, AssistantDeleted, Thread, ThreadDeleted
     from openai.types.beta.threads import Message, MessageDeleted, MessageDeltaEvent, Run
     from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
@@ -80,6 +80,7 @@ def sdk_types() -> dict[str, type[pydantic.BaseModel]]:
     from openai.types.vector_stores.file_content_response import FileContentResponse
 
     error_response = pydantic.create_model("ErrorResponse", error=(ErrorObject, ...))
+    list_models = pydantic.create_model("ListModelsResponse", object=(Literal["list"], ...), data=(list[Model], ...))
     return {
         ASSISTANT_OBJECT: Assistant,
         THREAD_OBJECT: Thread,
@@ -97,6 +98,8 @@ def sdk_types() -> dict[str, type[pydantic.BaseModel]]:
         DELETE_MESSAGE_RESPONSE: MessageDeleted,
         ERROR: ErrorObject,
         ERROR_RESPONSE: error_response,
+        "Model": Model,
+        "ListModelsResponse": list_models,
         "OpenAIFile": FileObject,
         "ListFilesResponse": _list_of(FileObject),
         "DeleteFileResponse": FileDeleted,
@@ -141,6 +144,8 @@ SDK_OPERATIONS: dict[tuple[str, str], str] = {
     ("post", "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs"): RUN_OBJECT,
     ("get", "/threads/{thread_id}/runs/{run_id}/steps"): LIST_RUN_STEPS_RESPONSE,
     ("get", "/threads/{thread_id}/runs/{run_id}/steps/{step_id}"): RUN_STEP_OBJECT,
+    ("get", "/models"): "ListModelsResponse",
+    ("get", "/models/{model}"): "Model",
     ("get", "/files"): "ListFilesResponse",
     ("post", "/files"): "OpenAIFile",
     ("get", "/files/{file_id}"): "OpenAIFile",

@@ -16,6 +16,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from ..model_routing import route
+
 logger = Logger()
 _credentials_loaded = False
 _credentials_lock = threading.Lock()
@@ -155,6 +157,8 @@ def warm_up() -> None:
 
 
 def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:
+    if route(request.model) is None:
+        raise unavailable(request.model)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     load_provider_credentials()
     import litellm
@@ -167,7 +171,7 @@ def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:
     except ModelError:
         raise
     except Exception as error:
-        raise classify(error) from error
+        raise classify(error, request.model) from error
 
 
 def _chunks(chunk: Any) -> Iterator[Chunk]:
@@ -193,18 +197,98 @@ def _chunks(chunk: Any) -> Iterator[Chunk]:
             yield Finish(str(reason))
 
 
-def classify(error: Exception) -> ModelError:
-    """Map a provider failure to the run's ``last_error`` code."""
+def classify(error: Exception, model: str = "") -> ModelError:
+    """Map a provider failure to the run's ``last_error``: OpenAI's code and one sentence a user
+    can act on. litellm's own message (multi-line, naming the library and its classes) goes to
+    the log only."""
+    code, sentence = "server_error", "The model call failed unexpectedly; try the run again."
+    if _unreachable(error):  # litellm reports some refused connections as 500s
+        sentence = _UNREACHABLE
+    else:
+        for kind, kind_code, kind_sentence in _kinds():
+            if isinstance(error, kind):
+                code, sentence = kind_code, kind_sentence
+                break
+    logger.warning(
+        "model call failed",
+        extra={"model": model, "code": code, "error_type": type(error).__name__, "error": str(error)},
+    )
+    return ModelError(code, sentence.format(model=f"`{model}`" if model else "the run's model"))
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether the call never reached the provider (connection refused, unknown host)."""
+    import httpx
+
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain of causes, bounded
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionError | httpx.ConnectError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(sign in str(error) for sign in ("Connection refused", "Name or service not known"))
+
+
+def _kinds() -> tuple[tuple[type[BaseException], str, str], ...]:
     import litellm
 
-    message = str(error) or type(error).__name__
-    if isinstance(error, litellm.RateLimitError):
-        return ModelError("rate_limit_exceeded", message)
-    if isinstance(
-        error, (litellm.ContextWindowExceededError, litellm.BadRequestError, litellm.ContentPolicyViolationError)
-    ):
-        return ModelError("invalid_prompt", message)
-    return ModelError("server_error", message)
+    return (
+        (litellm.ContextWindowExceededError, "invalid_prompt", _CONTEXT),
+        (
+            litellm.ContentPolicyViolationError,
+            "invalid_prompt",
+            "The model provider refused the prompt under its content policy.",
+        ),
+        (
+            litellm.PaymentRequiredError,
+            "server_error",
+            "The model provider refused the call: the deployment's account has no credit left.",
+        ),
+        (
+            litellm.BadRequestError,
+            "invalid_prompt",
+            "The model provider rejected the request as invalid (check the model, tools and settings of the run).",
+        ),
+        (
+            litellm.UnprocessableEntityError,
+            "invalid_prompt",
+            "The model provider rejected the request as invalid (check the model, tools and settings of the run).",
+        ),
+        (
+            litellm.RateLimitError,
+            "rate_limit_exceeded",
+            "The model provider's rate limit was reached; try the run again later.",
+        ),
+        (
+            litellm.AuthenticationError,
+            "server_error",
+            "The model provider rejected the deployment's credentials for {model}.",
+        ),
+        (litellm.PermissionDeniedError, "server_error", "The model provider denied the deployment access to {model}."),
+        (litellm.NotFoundError, "invalid_prompt", "The model provider does not know the model {model}."),
+        (litellm.Timeout, "server_error", "The model provider did not answer in time; try the run again."),
+        (litellm.APIConnectionError, "server_error", _UNREACHABLE),
+        (litellm.InternalServerError, "server_error", _PROVIDER_DOWN),
+        (litellm.ServiceUnavailableError, "server_error", _PROVIDER_DOWN),
+        (litellm.BadGatewayError, "server_error", _PROVIDER_DOWN),
+    )
+
+
+_CONTEXT = (
+    "The conversation is longer than the model's context window; "
+    "set a truncation_strategy or max_prompt_tokens, or start a new thread."
+)
+_UNREACHABLE = "The model provider could not be reached; try the run again."
+_PROVIDER_DOWN = "The model provider had an error while processing the run; try the run again."
+
+
+def unavailable(model: str) -> ModelError:
+    """A run whose model the deployment no longer routes (its allow-list changed since)."""
+    return ModelError(
+        "invalid_prompt",
+        f"The model `{model}` is not available on this deployment; give the assistant or the run another model.",
+    )
 
 
 # A worker waits through the model's time to first token; one per concurrent turn (one per Lambda).

@@ -8,6 +8,7 @@ from ..repository import ASSISTANT_PREFIX, Repository, tenant_pk
 from ..types import Assistant, AssistantCreateParams, AssistantUpdateParams, DeletedObject, ListPage
 from . import tool_resources
 from .ingestion import IngestionStarter
+from .models import require_available
 from .pagination import ListParams, to_list_page
 
 
@@ -18,6 +19,7 @@ def _sk(assistant_id: str) -> str:
 def create_assistant(
     repo: Repository, tenant: str, params: AssistantCreateParams, *, ingestion: IngestionStarter | None = None
 ) -> Assistant:
+    require_available(params.model)
     assistant = Assistant(
         id=new_id("asst"),
         created_at=now(),
@@ -44,6 +46,8 @@ def update_assistant(
     ingestion: IngestionStarter | None = None,
 ) -> Assistant:
     changes = params.changes()
+    if changes.get("model") is not None:
+        require_available(changes["model"])
     if "tool_resources" in changes:
         get_assistant(repo, tenant, assistant_id)  # a 404 before any store is created for it
         changes["tool_resources"] = tool_resources.resolve(repo, ingestion, tenant, params.tool_resources)

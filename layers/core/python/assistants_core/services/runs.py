@@ -46,6 +46,7 @@ from . import rate_limits
 from .assistants import get_assistant
 from .lifecycle import RunRef, close_open_steps, fail, load_run, transition
 from .messages import build_message, message_sk
+from .models import require_available
 from .pagination import ListParams, to_list_page
 from .rate_limits import RUN_KEY_ATTRIBUTE, Caller
 from .run_events import RunEventWriter
@@ -117,6 +118,8 @@ def create_run(
     transaction also takes one of the ``caller``'s slots: a run over the limit creates nothing.
     """
     assistant = get_assistant(repo, tenant, params.assistant_id)
+    if params.model:
+        require_available(params.model)
     run = _new_run(thread_id, assistant, params)
     if len(json.dumps(run.model_dump(mode="json"))) > MAX_NEW_RUN_BYTES:
         raise _run_too_large(None, params, [])
@@ -192,6 +195,8 @@ def create_thread_and_run(
     caller: Caller | None = None,
 ) -> Run:
     get_assistant(repo, tenant, params.assistant_id)  # fail before creating the thread
+    if params.model:
+        require_available(params.model)
     thread_params = params.thread or ThreadCreateParams()
     resources_param = None
     if params.tool_resources is not None and thread_params.tool_resources is None:
