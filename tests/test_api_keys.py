@@ -20,7 +20,7 @@ from assistants_core.repository import Repository
 from local.lambda_runtime import free_port
 from tests.conftest import ROOT, start_local_stack, stop
 
-CACHE_SECONDS = 4
+CACHE_SECONDS = 8  # long enough for a loaded machine to use the key again before it expires
 
 
 @pytest.fixture(scope="module")
