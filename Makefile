@@ -16,9 +16,9 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev test test-fast lint validate build bench key fmt typecheck clean
+.PHONY: dev test test-fast lint validate build bench key fmt typecheck clean lock
 
-$(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt layers/models/requirements.txt layers/ingest/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/core/requirements.in layers/models/requirements.in layers/ingest/requirements.in
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
@@ -64,6 +64,29 @@ bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	$(PY) -m tests.bench_retrieval
 	$(PY) -m tests.bench_code
 
+# The layers' requirements.txt are locks: every package, transitive ones too, pinned with the
+# sha256 of each of its files on PyPI, and `sam build` installs them with --require-hashes, so a
+# release replaced or published after the lock cannot enter a build. Edit the direct
+# dependencies in layers/*/requirements.in, then `make lock` (Python 3.12 on Linux x86_64
+# resolves as Lambda's python3.12 does). models and ingest are resolved within core's versions
+# (they share /opt/python), ingest within models' too. This machine's pip configuration (extra
+# indexes, find-links) is ignored: hashes are PyPI's.
+LOCK := .venv-lock
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	$(LOCK)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-config \
+	--index-url https://pypi.org/simple --no-emit-index-url
+
+$(LOCK)/.installed: requirements-lock.txt
+	test -x $(LOCK)/bin/python || $(PYTHON312) -m venv $(LOCK)
+	$(LOCK)/bin/python -m pip install -q -r requirements-lock.txt
+	touch $@
+
+lock: $(LOCK)/.installed
+	$(PIP_COMPILE) -o layers/core/requirements.txt layers/core/requirements.in
+	$(PIP_COMPILE) -c layers/core/requirements.txt -o layers/models/requirements.txt layers/models/requirements.in
+	$(PIP_COMPILE) -c layers/core/requirements.txt -c layers/models/requirements.txt \
+		-o layers/ingest/requirements.txt layers/ingest/requirements.in
+
 key: $(VENV)/.installed
 	$(PY) -m assistants_core.api_keys $(ARGS)
 
@@ -79,4 +102,4 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix layers functions local tests
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(SANDBOX) .cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) $(SANDBOX) $(LOCK) .cache .aws-sam

@@ -59,13 +59,14 @@ def _api(template: dict[str, Any]) -> dict[str, Any]:
 
 def authorizers(template: dict[str, Any]) -> dict[str, Authorizer]:
     auth = _api(template).get("Auth", {})
+    parameters = cfn.Resolver(cfn.parameter_values(template), {})  # ReauthorizeEvery may !Ref one
     found = {}
     for name, config in auth.get("Authorizers", {}).items():
         found[name] = Authorizer(
             name=name,
             function=config["FunctionArn"]["Fn::GetAtt"][0],
             kind=str(config.get("FunctionPayloadType", "TOKEN")).upper(),
-            cache_seconds=int(config.get("Identity", {}).get("ReauthorizeEvery", 300)),
+            cache_seconds=int(parameters.resolve(config.get("Identity", {}).get("ReauthorizeEvery", 300))),
         )
     return found
 

@@ -234,7 +234,11 @@ def test_the_authorizer_guards_every_route_but_health(transformed: dict[str, Any
     assert authorizer["name"] == "Authorization" and authorizer["in"] == "header"
     settings = authorizer["x-amazon-apigateway-authorizer"]
     assert settings["type"] == "token"
+    # Cached per key for AuthorizerCacheSeconds (the transform resolves it to the stack's value),
+    # which is how long a revoked key may still work.
     assert settings["authorizerResultTtlInSeconds"] == 300
+    cache = cfn.load_template()["Parameters"]["AuthorizerCacheSeconds"]
+    assert (cache["Default"], cache["MinValue"], cache["MaxValue"]) == (300, 0, 3600)
     assert settings["authorizerUri"]["Fn::Sub"][1]["__FunctionArn__"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
     # The upload routes' authorizer sees the headers (Content-Length) and is never cached.
     upload = swagger["securityDefinitions"]["UploadAuthorizer"]["x-amazon-apigateway-authorizer"]
@@ -312,6 +316,32 @@ def test_the_state_machine(transformed: dict[str, Any]) -> None:
     }
     assert invoked == {"AgentStepFunction", "CodeInterpreterFunction", "RunFinalizerFunction"}
     assert any("dynamodb:UpdateItem" in _actions(s) for s in statements)  # updateItem.waitForTaskToken
+
+
+_READS = (
+    "dynamodb:Get",
+    "dynamodb:BatchGet",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:Describe",
+    "dynamodb:ConditionCheck",
+    "dynamodb:PartiQLSelect",
+)
+
+
+def test_the_authorizer_writes_only_the_last_use_of_api_keys(transformed: dict[str, Any]) -> None:
+    from assistants_core.repository import API_KEYS_PK
+
+    role = transformed["Resources"]["AuthorizerFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    writes = [s for s in _statements(transformed, role) if any(not a.startswith(_READS) for a in _actions(s))]
+    assert writes == [
+        {
+            "Effect": "Allow",
+            "Action": "dynamodb:UpdateItem",
+            "Resource": {"Fn::GetAtt": ["AssistantsTable", "Arn"]},
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [API_KEYS_PK]}},
+        }
+    ]
 
 
 def test_the_runs_function_drives_the_state_machine(transformed: dict[str, Any]) -> None:

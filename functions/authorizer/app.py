@@ -47,7 +47,7 @@ def _policy(tenant: str, effect: str, resource: str, key_id: str) -> dict[str, A
     }
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never, whatever POWERTOOLS_LOGGER_LOG_EVENT says: it holds the key
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = event.get("type") == "REQUEST"
     token = _header(event, "authorization") if request else event.get("authorizationToken")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,9 @@ from ..model_routing import route
 logger = Logger()
 _credentials_loaded = False
 _credentials_lock = threading.Lock()
+# Variables whose values are credentials: those loaded below, and any named like one.
+_credential_names: set[str] = set()
+_CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
 class ModelError(Exception):
@@ -115,6 +119,7 @@ def load_provider_credentials() -> None:
             try:
                 values = parameters.get_parameters(path, decrypt=True, max_age=300)
                 for name, value in values.items():
+                    _credential_names.add(name.rsplit("/", 1)[-1])
                     os.environ.setdefault(name.rsplit("/", 1)[-1], str(value))
             except Exception as error:  # no parameters, or no permission: providers may not need any
                 logger.warning("provider credentials not loaded from SSM", extra={"path": path, "error": str(error)})
@@ -122,9 +127,22 @@ def load_provider_credentials() -> None:
         if secret:
             try:
                 for name, value in json.loads(str(parameters.get_secret(secret, max_age=300))).items():
+                    _credential_names.add(name)
                     os.environ.setdefault(name, str(value))
             except Exception as error:
                 logger.warning("provider credentials not loaded from Secrets Manager", extra={"error": str(error)})
+
+
+def redact_credentials(message: str) -> str:
+    """``message`` with the value of every provider credential replaced by ``***``.
+
+    A provider's error may quote the key it was sent (and litellm's message quotes the
+    provider's); the message becomes a run's ``last_error``, an event and a log line.
+    """
+    for name, value in os.environ.items():
+        if len(value) >= 12 and value in message and (name in _credential_names or _CREDENTIAL_NAME.search(name)):
+            message = message.replace(value, "***")
+    return message
 
 
 # What litellm imports lazily on its first streamed completion (measured with 1.106.0): about
@@ -211,7 +229,12 @@ def classify(error: Exception, model: str = "") -> ModelError:
                 break
     logger.warning(
         "model call failed",
-        extra={"model": model, "code": code, "error_type": type(error).__name__, "error": str(error)},
+        extra={
+            "model": model,
+            "code": code,
+            "error_type": type(error).__name__,
+            "error": redact_credentials(str(error)),
+        },
     )
     return ModelError(code, sentence.format(model=f"`{model}`" if model else "the run's model"))
 

@@ -19,7 +19,8 @@ tracer = Tracer()
 def mangum_handler(app: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     adapter = Mangum(app, lifespan="off")
 
-    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+    # The event's headers hold the caller's API key: never logged, whatever POWERTOOLS_LOGGER_LOG_EVENT says.
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", log_event=False)
     @tracer.capture_lambda_handler(capture_response=False)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return adapter(event, context)

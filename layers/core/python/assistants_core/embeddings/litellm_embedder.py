@@ -29,7 +29,7 @@ class LiteLLMEmbedder:
 
     def _embed(self, texts: list[str], input_type: str) -> list[list[float]]:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        from ..agent.model import load_provider_credentials
+        from ..agent.model import load_provider_credentials, redact_credentials
 
         load_provider_credentials()
         import litellm
@@ -40,7 +40,7 @@ class LiteLLMEmbedder:
         try:
             response = litellm.embedding(**kwargs, drop_params=True)
         except Exception as error:
-            raise EmbeddingError(f"the embedding model {self.model} failed: {error}") from error
+            raise EmbeddingError(redact_credentials(f"the embedding model {self.model} failed: {error}")) from error
         vectors = [list(map(float, item["embedding"])) for item in sorted(response.data, key=lambda d: d["index"])]
         if len(vectors) != len(texts) or any(len(v) != self.dimensions for v in vectors):
             raise EmbeddingError(
