@@ -26,6 +26,7 @@ class Settings:
     embedding_dimensions: int
     ingest_state_machine_arn: str
     file_search_wait_seconds: int
+    idempotency_ttl_seconds: int
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +47,7 @@ def settings() -> Settings:
         embedding_dimensions=int(os.environ.get("EMBEDDING_DIMENSIONS", "1024")),
         ingest_state_machine_arn=os.environ.get("INGEST_STATE_MACHINE_ARN", ""),
         file_search_wait_seconds=int(os.environ.get("FILE_SEARCH_WAIT_SECONDS", "60")),
+        idempotency_ttl_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "86400")),
     )
 
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..blobs import Download
 from ..errors import APIError, InvalidRequestError, ServerError, too_large
 from ..repository import ItemTooLarge
+from .idempotency import IdempotencyMiddleware
 
 logger = Logger()
 
@@ -36,6 +37,7 @@ def create_app(*routers: APIRouter, title: str = "Serverless Assistants") -> Fas
     app.add_exception_handler(ItemTooLarge, _item_too_large)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(IdempotencyMiddleware)
     return app
 
 
