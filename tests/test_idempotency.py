@@ -312,7 +312,7 @@ def test_a_lost_stream_is_streamed_again_from_the_same_run(
 
 
 def test_a_retried_create_and_run_stream_replays_the_whole_stream(
-    http: httpx.Client, client: OpenAI, fake_llm: FakeLLM, model: str
+    http: httpx.Client, client: OpenAI, fake_llm: FakeLLM, model: str, aws: Callable[[str], Any], api_key: str
 ) -> None:
     script(fake_llm, model, text("Only one thread and one run."))
     assistant = client.beta.assistants.create(model=model)
@@ -329,8 +329,15 @@ def test_a_retried_create_and_run_stream_replays_the_whole_stream(
     assert again_text == first_text  # the same events, from the same log
     events = parse_sse(again_text)
     assert_valid_stream(events)
-    thread_id = events.data("thread.created")[0]["id"]
-    assert [r.id for r in client.beta.threads.runs.list(thread_id).data] == [events.data("thread.run.created")[0]["id"]]
+    thread_id, run_id = events.data("thread.created")[0]["id"], events.data("thread.run.created")[0]["id"]
+    assert [r.id for r in client.beta.threads.runs.list(thread_id).data] == [run_id]
+    # What is kept is where the stream comes from, not the stream: the first was never held back.
+    (record,) = records(aws, api_key)
+    kept = json.loads(record["response"]["S"])
+    assert kept == {
+        "status": 200,
+        "stream": {"thread_id": thread_id, "run_id": run_id, "after_seq": 0, "search_content": False},
+    }
 
 
 def test_a_retried_submit_gets_the_first_answer_not_a_400(

@@ -165,8 +165,12 @@ class _Exchange:
             return await self.send(message)
         if message["type"] == "http.response.start":
             self.start = message
-            if self.streams and 200 <= message["status"] < 300:
-                await self._settle({"status": message["status"], "stream": self.streams[-1].as_dict()})
+            if Headers(raw=message.get("headers", [])).get("content-type", "").startswith("text/event-stream"):
+                # A stream goes on at once; it is kept as the run it streams, never buffered.
+                kept = self.streams and 200 <= message["status"] < 300
+                await self._settle(
+                    {"status": message["status"], "stream": self.streams[-1].as_dict()} if kept else None
+                )
                 self.passing = True
                 await self.send(message)
             return
