@@ -10,6 +10,8 @@ progress.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from local.stack import tenant_for_open_key
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import WEATHER_TOOL, assert_valid_stream, script, wait_for
 from tests.harness.sse import parse_sse
+from tests.test_node_sdk_code_interpreter import NODE_MODULES, ROOT, node_sdk
 
 TABLE = "AssistantsTable"
 REPLAYED = "idempotent-replayed"
@@ -265,6 +268,21 @@ def test_a_lost_answer_does_not_duplicate_a_message(stack_url: str, api_key: str
     assert [m.id for m in client.beta.threads.messages.list(thread.id).data] == [message.id]
     (first, retry) = transport.posts
     assert first == retry and first[1] is not None and first[1].startswith("stainless-python-retry-")
+
+
+def test_the_node_sdk_resends_its_key_and_gets_the_first_answer(stack_url: str, api_key: str, client: OpenAI) -> None:
+    node = node_sdk()
+    thread = client.beta.threads.create()
+    env = {**os.environ, "BASE_URL": f"{stack_url}/v1", "API_KEY": api_key, "THREAD_ID": thread.id}
+    env["NODE_MODULES_DIR"] = str(NODE_MODULES)
+    script = ROOT / "tests" / "node" / "idempotent_retry.mjs"
+    done = subprocess.run([node, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert [m.id for m in client.beta.threads.messages.list(thread.id).data] == [result["message"]]
+    first, retry = result["keys"]
+    assert first == retry and first.startswith("stainless-node-retry-")
 
 
 def test_a_lost_answer_does_not_duplicate_a_file(stack_url: str, api_key: str, client: OpenAI) -> None:

@@ -72,9 +72,11 @@ class IdempotencyMiddleware:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         key = headers.get(HEADER)
+        if key is None:
+            return await self.app(scope, receive, send)
         tenant = _tenant(scope)
         length = headers.get("content-length", "")
-        if key is None or tenant is None or (length.isdigit() and int(length) > MAX_REQUEST_BYTES):
+        if tenant is None or (length.isdigit() and int(length) > MAX_REQUEST_BYTES):
             return await self.app(scope, receive, send)  # the app answers 401s and 413s itself
         if not key or len(key) > MAX_KEY_CHARACTERS:
             return await _error(400, "invalid_idempotency_key", _BAD_KEY, scope, receive, send)
