@@ -21,7 +21,7 @@ import base64
 import hashlib
 import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import to_thread
@@ -45,7 +45,9 @@ from ..repository import default_repository
 from ..repository.idempotency import KEY_FIELD, REQUEST_FIELD, idempotency_store
 from ..request_size import MAX_REQUEST_BYTES
 from .auth import request_context
-from .run_stream import SCOPE_KEY, RunStream, RunStreamResponse
+
+if TYPE_CHECKING:
+    from .run_stream import RunStream
 
 logger = Logger()
 
@@ -59,6 +61,9 @@ IN_PROGRESS_SECONDS = 60
 # An answer is kept compressed in the record, which DynamoDB caps at 400 KB.
 MAX_KEPT_CHARACTERS = 350_000
 RETRIED_STATUSES = frozenset({408, 409, 429})  # with 5xx: what the SDKs retry, so never kept
+# Where a streamed answer says which run it streams (.run_stream): a list put in the request's
+# scope, so that it survives the scope being copied on the way down.
+RUN_STREAMS_SCOPE_KEY = "assistants.run_streams"
 
 
 class IdempotencyMiddleware:
@@ -149,7 +154,7 @@ class _Exchange:
     def __init__(self, store: DynamoDBPersistenceLayer, data: dict[str, str], scope: Scope, send: Send) -> None:
         self.store, self.data, self.send = store, data, send
         self.streams: list[RunStream] = []  # a RunStreamResponse says here which run it streams
-        self.scope = {**scope, SCOPE_KEY: self.streams}
+        self.scope = {**scope, RUN_STREAMS_SCOPE_KEY: self.streams}
         self.start: Message | None = None
         self.body: list[bytes] = []
         self.passing = False  # a stream: its messages go straight on
@@ -214,6 +219,8 @@ def _kept_answer(start: Message, body: bytes) -> dict[str, Any] | None:
 async def _replay(answer: dict[str, Any], tenant: str, scope: Scope, receive: Receive, send: Send) -> None:
     replayed = {REPLAYED_HEADER: "true"}
     if "stream" in answer:
+        from .run_stream import RunStream, RunStreamResponse  # only the runs function streams
+
         response = RunStreamResponse(default_repository(), tenant, RunStream(**answer["stream"]), headers=replayed)
         return await response(scope, receive, send)
     if "too_large" in answer:

@@ -17,11 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from ..repository import Repository
 from ..services.run_events import stream_events
+from .idempotency import RUN_STREAMS_SCOPE_KEY
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-# Where a streamed response leaves its RunStream: a list the idempotency middleware puts in the
-# request's scope (a list, so that it survives the scope being copied on the way down).
-SCOPE_KEY = "assistants.run_streams"
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class RunStreamResponse(StreamingResponse):
         self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        slot = scope.get(SCOPE_KEY)
+        slot = scope.get(RUN_STREAMS_SCOPE_KEY)
         if isinstance(slot, list):
             slot.append(self.stream)
         await super().__call__(scope, receive, send)
