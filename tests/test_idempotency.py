@@ -27,6 +27,7 @@ from local.stack import tenant_for_open_key
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import WEATHER_TOOL, assert_valid_stream, script, wait_for
 from tests.harness.sse import parse_sse
+from tests.test_handlers import aws_env, dynamodb  # noqa: F401 - fixtures, used by name
 from tests.test_node_sdk_code_interpreter import NODE_MODULES, ROOT, node_sdk
 
 TABLE = "AssistantsTable"
@@ -409,3 +410,61 @@ def test_answers_the_sdk_retries_are_not_kept() -> None:
     kept = _kept_answer(start, json.dumps({"id": "asst_1"}).encode())
     assert kept is not None and kept["status"] == 200 and kept["headers"] == [["content-type", "application/json"]]
     assert _kept_answer({**start, "status": 400}, b"{}") is not None
+
+
+# ------------------------------------------------------------------ the middleware alone, on moto
+
+
+def _counting_app() -> tuple[Callable[..., Any], list[int]]:
+    """An ASGI app that answers how many times it ran (what a duplicate would change)."""
+    runs: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await receive()
+        runs.append(1)
+        body = json.dumps({"run": len(runs)}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app, runs
+
+
+def _keyed_scope(key: str) -> dict[str, Any]:
+    context = json.dumps({"authorizer": {"tenantId": "tenant-unit"}}).encode()
+    headers = [(b"idempotency-key", key.encode()), (b"x-amzn-request-context", context)]
+    return {"type": "http", "method": "POST", "path": "/v1/things", "query_string": b"", "headers": headers}
+
+
+@pytest.mark.usefixtures("dynamodb")
+def test_an_answer_kept_stays_kept_when_the_client_has_gone() -> None:
+    import anyio
+
+    from assistants_core.api.idempotency import IdempotencyMiddleware
+    from assistants_core.repository import idempotency as records_module
+
+    records_module._base_layer.cache_clear()
+    records_module.idempotency_config.cache_clear()
+    app, runs = _counting_app()
+    middleware = IdempotencyMiddleware(app)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def gone(message: dict[str, Any]) -> None:
+        raise OSError("the client has gone")
+
+    sent: list[dict[str, Any]] = []
+
+    async def collect(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def twice() -> None:
+        with pytest.raises(OSError):
+            await middleware(_keyed_scope("gone-once"), receive, gone)
+        await middleware(_keyed_scope("gone-once"), receive, collect)
+
+    anyio.run(twice)
+    records_module._base_layer.cache_clear()
+    assert len(runs) == 1
+    assert sent[1]["body"] == b'{"run": 1}'
+    assert (b"idempotent-replayed", b"true") in sent[0]["headers"]

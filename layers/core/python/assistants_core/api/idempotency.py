@@ -158,12 +158,13 @@ class _Exchange:
         self.start: Message | None = None
         self.body: list[bytes] = []
         self.passing = False  # a stream: its messages go straight on
+        self.settled = False  # the answer is kept, or the key released: never undone
 
     async def run(self, app: ASGIApp, receive: Receive) -> None:
         try:
             await app(self.scope, receive, self._send)
         except BaseException:
-            if not self.passing:  # a stream that broke keeps its key: its run exists
+            if not self.settled:  # a client gone once the answer was kept, or a broken stream, keep the key
                 await self._settle(None)
             raise
 
@@ -194,6 +195,7 @@ class _Exchange:
     async def _settle(self, answer: dict[str, Any] | None) -> None:
         """Keep the answer, or (None) release the key; a failure here is logged, never the
         client's: the request itself is done."""
+        self.settled = True
         with anyio.CancelScope(shield=True):
             try:
                 if answer is None:
