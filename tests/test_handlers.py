@@ -280,6 +280,20 @@ def test_assistant_create_then_get_list_update_delete(dynamodb: Any) -> None:
     assert assistant["id"] in error["message"]
 
 
+def test_an_idempotency_key_works_behind_mangum(dynamodb: Any) -> None:
+    """On AWS the tenant comes from the Lambda event (mangum), not from a header: a retry with the
+    key still gets the first answer."""
+    event = load_event("assistants-create")
+    event["headers"]["Idempotency-Key"] = "stainless-python-retry-handler-test"
+    event["multiValueHeaders"]["Idempotency-Key"] = ["stainless-python-retry-handler-test"]
+    first, again = invoke("assistants", event), invoke("assistants", event)
+    assert first["statusCode"] == again["statusCode"] == 200, again
+    assert again["body"] == first["body"]
+    assert "idempotent-replayed" not in first["headers"]
+    assert again["headers"]["idempotent-replayed"] == "true"
+    assert [a["id"] for a in body(invoke("assistants", load_event("assistants-list")))["data"]] == [body(first)["id"]]
+
+
 def test_unknown_assistant_is_a_404_in_openai_shape(dynamodb: Any) -> None:
     error = assert_openai_error(invoke("assistants", load_event("assistants-get")), 404)
     assert error["type"] == "invalid_request_error"

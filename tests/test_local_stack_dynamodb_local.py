@@ -10,10 +10,13 @@ DynamoDB instead, the run item on DynamoDB Local would never get its token and
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from boto3.dynamodb.conditions import Attr
 from openai import OpenAI
@@ -91,3 +94,29 @@ def test_a_tool_calling_run_parks_and_resumes_on_dynamodb_local(
         final = stream.get_final_run()
     assert answer == "Oslo: 3C"
     assert final.status == "completed"
+
+
+def test_idempotency_keys_hold_on_dynamodb_local(stack_on_dynamodb_local: str, api_key: str) -> None:
+    """Powertools' conditional writes (ReturnValuesOnConditionCheckFailure included) on a real
+    DynamoDB engine: a replay, another body, and duplicates racing for one key."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    key = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+    with httpx.Client(base_url=stack_on_dynamodb_local, headers=headers, timeout=30) as http:
+        first = http.post("/v1/assistants", json={"model": "gpt-4o", "name": "one"}, headers=key)
+        again = http.post("/v1/assistants", json={"model": "gpt-4o", "name": "one"}, headers=key)
+        other = http.post("/v1/assistants", json={"model": "gpt-4o", "name": "two"}, headers=key)
+        assert first.status_code == again.status_code == 200 and again.content == first.content
+        assert again.headers["idempotent-replayed"] == "true"
+        assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+        assert [a["id"] for a in http.get("/v1/assistants").json()["data"]] == [first.json()["id"]]
+
+        thread = http.post("/v1/threads", json={}).json()["id"]
+        key = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+
+        def post(_: int) -> httpx.Response:
+            return http.post(f"/v1/threads/{thread}/messages", json={"role": "user", "content": "once"}, headers=key)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(post, range(4)))
+        assert {a.status_code for a in answers} <= {200, 409} and 200 in {a.status_code for a in answers}
+        assert len(http.get(f"/v1/threads/{thread}/messages").json()["data"]) == 1

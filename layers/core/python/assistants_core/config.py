@@ -29,6 +29,7 @@ class Settings:
     rate_limit_requests_per_second: float = 0.0
     rate_limit_burst: int = 0
     rate_limit_concurrent_runs: int = 0
+    idempotency_ttl_seconds: int = 86400
 
 
 @lru_cache(maxsize=1)
@@ -53,6 +54,7 @@ def settings() -> Settings:
         rate_limit_requests_per_second=float(os.environ.get("RATE_LIMIT_REQUESTS_PER_SECOND") or 0),
         rate_limit_burst=int(os.environ.get("RATE_LIMIT_BURST") or 0),
         rate_limit_concurrent_runs=int(os.environ.get("RATE_LIMIT_CONCURRENT_RUNS") or 0),
+        idempotency_ttl_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "86400")),
     )
 
 

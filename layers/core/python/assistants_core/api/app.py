@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..blobs import Download
 from ..errors import APIError, InvalidRequestError, ServerError, too_large
 from ..repository import ItemTooLarge
+from .idempotency import IdempotencyMiddleware
 from .rate_limits import RequestRateLimit
 
 logger = Logger()
@@ -37,6 +38,8 @@ def create_app(*routers: APIRouter, title: str = "Serverless Assistants") -> Fas
     app.add_exception_handler(ItemTooLarge, _item_too_large)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(IdempotencyMiddleware)
+    # Added last, so outermost: every request counts, a replayed one too.
     app.add_middleware(RequestRateLimit)  # every route: the key's requests per second
     return app
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import StreamingResponse
 
 from ..errors import InvalidRequestError
 from ..orchestrator import RunOrchestrator, default_orchestrator
 from ..repository import Repository
 from ..services import runs as service
 from ..services.lifecycle import RunRef
-from ..services.run_events import stream_events
 from ..types import (
     ListPage,
     Run,
@@ -28,10 +26,10 @@ from ..types import (
     ThreadAndRunCreateParams,
 )
 from .dependencies import ApiKey, Paging, Repo, Tenant
+from .run_stream import RunStream, RunStreamResponse
 
 router = APIRouter(prefix="/v1/threads")
 POLL_AFTER_MS = "500"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 # The only value OpenAI accepts in ``include[]`` (create run, list and get run steps).
 FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 
@@ -69,11 +67,8 @@ def _search_content(include: list[str] | None) -> bool:
 
 def _stream(
     repo: Repository, tenant: str, thread_id: str, run_id: str, after_seq: int, include: list[str] | None = None
-) -> StreamingResponse:
-    events = stream_events(
-        repo, tenant, run_id, after_seq=after_seq, thread_id=thread_id, search_content=_search_content(include)
-    )
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+) -> RunStreamResponse:
+    return RunStreamResponse(repo, tenant, RunStream(thread_id, run_id, after_seq, _search_content(include)))
 
 
 @router.post("/runs", response_model=None)

@@ -84,3 +84,12 @@ def vector_store_of(pk: str) -> tuple[str, str]:
 def file_stores_pk(tenant: str, file_id: str) -> str:
     """The stores a file is in: what deleting the file must clean up."""
     return f"T#{tenant}#FILE#{file_id}"
+
+
+# Idempotency records (Powertools Idempotency): one item per tenant, method, path and key.
+IDEMPOTENCY_SK = "IDEM"
+
+
+def idempotency_prefix(tenant: str) -> str:
+    """What an idempotency record's partition key starts with; Powertools appends ``#<hash>``."""
+    return f"T#{tenant}#IDEM"
