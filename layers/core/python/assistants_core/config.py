@@ -26,6 +26,8 @@ class Settings:
     embedding_dimensions: int
     ingest_state_machine_arn: str
     file_search_wait_seconds: int
+    model_timeout_seconds: float
+    model_retries: int
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +48,9 @@ def settings() -> Settings:
         embedding_dimensions=int(os.environ.get("EMBEDDING_DIMENSIONS", "1024")),
         ingest_state_machine_arn=os.environ.get("INGEST_STATE_MACHINE_ARN", ""),
         file_search_wait_seconds=int(os.environ.get("FILE_SEARCH_WAIT_SECONDS", "60")),
+        # A hanging provider must fail the turn well within the agent step's 900 s.
+        model_timeout_seconds=float(os.environ.get("MODEL_TIMEOUT_SECONDS", "300")),
+        model_retries=int(os.environ.get("MODEL_RETRIES", "0")),
     )
 
 
