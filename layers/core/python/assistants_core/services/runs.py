@@ -127,25 +127,30 @@ def create_run(
     first += [(run_event("created"), run.model_dump(mode="json")), (run_event("queued"), run.model_dump(mode="json"))]
     events = RunEventWriter(repo, tenant, run.id, next_seq=1)
     try:
-        events.emit_many(
-            first,
-            with_ops=[
-                repo.op_update(
-                    pk,
-                    THREAD_SK,
-                    "SET active_run_id = :run",
-                    "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
-                    {":run": run.id},
-                ),
-                repo.op_put(pk, ref.sk, run.model_dump(mode="json")),
-                *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
-            ],
-        )
-    except ConcurrentModification:
-        active = active_run(repo, tenant, thread_id)
-        if active:
-            raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
-        raise
+        for attempt in range(3):
+            try:
+                events.emit_many(
+                    first,
+                    with_ops=[
+                        repo.op_update(
+                            pk,
+                            THREAD_SK,
+                            "SET active_run_id = :run",
+                            "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
+                            {":run": run.id},
+                        ),
+                        repo.op_put(pk, ref.sk, run.model_dump(mode="json")),
+                        *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
+                    ],
+                )
+                break
+            except ConcurrentModification:
+                active = active_run(repo, tenant, thread_id)
+                if active:
+                    raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
+                if attempt == 2:
+                    raise
+                # The thread's run ended between the write and the read: it is free now.
     except ItemTooLarge as error:
         raise _run_too_large(error.key, params, extra) from None
     try:
