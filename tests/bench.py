@@ -162,10 +162,12 @@ def _pythonpath_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'core' / 'python'}{os.pathsep}{ROOT}"}
 
 
-def start_fake(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_fake(log_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake LLM's CLI in a process of its own (``options``: its flags; by default this
+    benchmark's timing); returns the process and its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "tests.harness.fake_llm", "--port", str(port)]
-    command += ["--ttft", str(TTFT), "--tps", str(TPS), "--words", str(WORDS)]
+    command += list(options) or ["--ttft", str(TTFT), "--tps", str(TPS), "--words", str(WORDS)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_pythonpath_env())
     url = f"http://127.0.0.1:{port}"

@@ -655,3 +655,77 @@ def test_delay_builder_holds_back_the_first_byte(fake: FakeLLM) -> None:
     response = litellm.completion(model="openai/delayed", messages=USER, **kwargs(fake))
     assert response.choices[0].message.content == "late"
     assert time.perf_counter() - started >= 0.28
+
+
+# ---------------------------------------------------------------------------------------------
+# faults (the load test's provider that fails and hangs) and tool-round models
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fail_rate_one_answers_every_request_with_500_and_keeps_the_script() -> None:
+    with FakeLLM(fail_rate=1.0, seed=1) as failing:
+        failing.script("kept", text("never served"))
+        for _ in range(3):
+            with pytest.raises(litellm.InternalServerError):
+                litellm.completion(model="openai/kept", messages=USER, stream=True, **kwargs(failing))
+        assert failing.pending("kept") == 1  # a 500 does not consume the scripted turn
+        assert failing.stats() == {"chat_requests": 3, "faults": {"500": 3}}
+        assert httpx.get(f"http://{failing.host}:{failing.port}/_fake/stats").json() == failing.stats()
+
+
+def _read_until_stalled(base_url: str, body: dict[str, Any]) -> tuple[bool, str]:
+    """(headers arrived, content streamed) before a 0.5 s read timeout."""
+    parts: list[str] = []
+    try:
+        with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=0.5) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    choices = json.loads(line[6:])["choices"]
+                    parts += [c["delta"].get("content") or "" for c in choices]
+    except httpx.ReadTimeout:
+        return "response" in locals(), "".join(parts)
+    raise AssertionError(f"the request did not hang: {''.join(parts)!r}")
+
+
+def test_hang_rate_one_stalls_before_the_headers_or_half_way() -> None:
+    answer = "one two three four five six seven eight"
+    with FakeLLM(hang_rate=1.0, seed=7, default_turn=text(answer)) as hanging:
+        body = {"model": "hangs", "messages": USER, "stream": True}
+        seen = [_read_until_stalled(hanging.base_url, body) for _ in range(8)]
+        before = [content for headers, content in seen if not headers]
+        midway = [content for headers, content in seen if headers]
+        assert before and midway, seen  # seed 7 draws both kinds in 8 requests
+        assert set(midway) == {"one two three four"}  # half of the answer, then nothing
+        faults = hanging.stats()["faults"]
+        assert faults == {"hang_before_headers": len(before), "hang_midstream": len(midway)}
+        # a litellm call gives up on either kind after its timeout
+        with pytest.raises((litellm.Timeout, MidStreamFallbackError)):
+            list(litellm.completion(model="openai/hangs", messages=USER, stream=True, timeout=0.3, **kwargs(hanging)))
+
+
+def test_fault_draws_follow_the_rates_and_the_seed() -> None:
+    def draws(seed: int) -> list[str | None]:
+        server = FakeLLM(fail_rate=0.10, hang_rate=0.05, seed=seed)
+        return [server._draw_fault() for _ in range(4000)]
+
+    first = draws(3)
+    assert first == draws(3) and first != draws(4)
+    assert 0.085 < first.count("500") / 4000 < 0.115
+    hangs = sum(1 for fault in first if fault and fault.startswith("hang"))
+    assert 0.035 < hangs / 4000 < 0.065
+    with pytest.raises(ValueError):
+        FakeLLM(fail_rate=0.7, hang_rate=0.4)
+
+
+def test_a_tool_round_model_calls_the_first_tool_then_answers(fake: FakeLLM) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    first = litellm.completion(model="openai/load-tool-round", messages=USER, tools=tools, **kwargs(fake))
+    (call,) = first.choices[0].message.tool_calls
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"round": 1}
+    answered = [
+        *USER,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "42"},
+    ]
+    second = litellm.completion(model="openai/load-tool-round", messages=answered, tools=tools, **kwargs(fake))
+    assert second.choices[0].message.content == "ok" and not second.choices[0].message.tool_calls

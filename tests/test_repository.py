@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionExpressionBuilder, Key
 from botocore.exceptions import ClientError
 
 from assistants_core.ids import new_id
@@ -718,3 +718,29 @@ def test_read_events_after_a_seq_in_order(repo: Repository) -> None:
     assert repo.last_event_seq(pk) == 12
     assert repo.last_event_seq(run_log_pk(TENANT, "run_2")) == 1
     assert all(item["SK"].startswith(EVENT_PREFIX) or item["SK"] == "FIN" for item in _partition(repo, pk))
+
+
+def test_conditions_are_built_per_call_not_by_boto3s_shared_builder(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app shares one repository between threads (a stream's polls, the agent's delta
+    timer, every function of the local stack). boto3 builds Key/Attr conditions with one
+    builder per client whose placeholder counters all threads share (boto/boto3#1332): under
+    ``make load`` two streams' reads of their logs built at once and failed ("KeyConditionExpressions
+    must only contain one condition per key"). So each call builds its own, with a builder of
+    its own: no builder may serve two calls."""
+    builders: list[ConditionExpressionBuilder] = []  # kept alive, so that no id is reused
+    build = ConditionExpressionBuilder.build_expression
+
+    def spy(self: ConditionExpressionBuilder, *args: Any, **kwargs: Any) -> Any:
+        builders.append(self)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionExpressionBuilder, "build_expression", spy)
+    pk = run_log_pk(TENANT, new_id("run"))
+    repo.append_events(pk, 1, [("thread.run.created", {})], ttl=1_900_000_000)
+    for _ in range(3):
+        assert len(repo.read_events(pk, 0).events) == 1  # Key conditions
+    repo.create(tenant_pk(TENANT), "X#1", {"id": "x"})  # an Attr condition
+    assert len(builders) >= 4
+    assert len({id(builder) for builder in builders}) == len(builders)

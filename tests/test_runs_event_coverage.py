@@ -342,6 +342,30 @@ def test_provider_timeout_fails_the_run_and_frees_the_thread(
     assert client.beta.threads.messages.list(thread.id, run_id=again.id).data[0].content[0].text.value == "Back again."
 
 
+def test_a_model_that_stalls_mid_answer_fails_the_run_with_what_it_said(
+    timeout_client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    """A provider that stops sending half-way (the load test's hanging model) ends the run
+    failed after MODEL_TIMEOUT_SECONDS, not when the agent step's Lambda would be killed; the
+    message keeps the text that streamed, and the thread is free."""
+    client = timeout_client
+    script(fake_llm, model, text("Half of it and then silence", tps=0.2))  # 5 s between tokens
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    started = time.monotonic()
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        names = [event.event for event in stream]
+        run = stream.current_run
+    elapsed = time.monotonic() - started
+    assert run is not None and run.status == "failed", names
+    assert names[-1] == "thread.run.failed" and "thread.message.incomplete" in names
+    assert elapsed < 4.5, f"the run took {elapsed:.1f} s: the 1 s model timeout did not apply mid-answer"
+    assert run.last_error is not None and run.last_error.code == "server_error"
+    (message,) = client.beta.threads.messages.list(thread.id, run_id=run.id).data
+    assert message.status == "incomplete" and message.content[0].text.value == "Half"
+    thread_accepts_messages(client, thread.id)
+
+
 # ------------------------------------------------------------------ timestamps of the active statuses
 
 

@@ -3,6 +3,7 @@ errors, crashes, cancellation, expiry and clients that go away mid-stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 
 from tests.conftest import stack_in_background
 from tests.harness.fake_llm import (
@@ -82,6 +83,30 @@ def test_active_run_locks_the_thread_until_cancelled(client: OpenAI, fake_llm: F
 
 
 # ------------------------------------------------------------------ submit_tool_outputs errors
+
+
+async def test_a_thread_takes_a_message_as_soon_as_its_run_ended(
+    async_client: AsyncOpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    """The end event and the lock's release are one write: a client that adds a message the
+    moment it reads thread.run.completed (or failed) is never told a run is active. Found by
+    ``make load``, where 2 runs of 50 met it; here 20 runs at once, each adding its message
+    before the stream's done."""
+    fake_llm.set_default(text("Done."), model=fake_name(model))
+    fake_llm.script(fake_name(model), [server_error()] * 4)  # and some runs end failed
+    assistant = await async_client.beta.assistants.create(model=model)
+
+    async def one(number: int) -> str:
+        thread = await async_client.beta.threads.create(messages=[{"role": "user", "content": f"Run {number}"}])
+        async with async_client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            async for event in stream:
+                if event.event in ("thread.run.completed", "thread.run.failed"):
+                    await async_client.beta.threads.messages.create(thread.id, role="user", content="Next")
+                    return event.event
+        raise AssertionError("the stream did not end the run")
+
+    ends = await asyncio.gather(*(one(n) for n in range(20)))
+    assert sorted(set(ends)) == ["thread.run.completed", "thread.run.failed"]
 
 
 def test_bad_tool_outputs_are_400_and_the_run_continues_once(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:

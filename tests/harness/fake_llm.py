@@ -32,6 +32,17 @@ Usage: ``prompt_tokens`` is estimated (~4 characters a token) unless the turn se
 Every request body is recorded: ``fake.requests(model)`` (bodies) and ``fake.recorded(model)``
 (bodies with path and headers).
 
+A model whose name ends in ``-tool-round`` needs no script: it answers a request whose last
+message is the user's with a call of the request's first tool, and a tool result with its
+default turn, so a load of clients can each make one tool round without scripting anything.
+
+Faults, server-wide (``FakeLLM(fail_rate=0.1, hang_rate=0.05, seed=1)``, or ``--fail-rate``,
+``--hang-rate``, ``--seed``): each chat completion is, at random, answered with HTTP 500
+(``fail_rate``) or hangs (``hang_rate``): half of the hangs never send the response headers,
+the other half stream half of the answer and then stall; both stay open until the client goes
+away. Scripted turns are not consumed by a 500 or a hang before the headers. ``fake.faults``
+counts what was injected; ``GET /_fake/stats`` returns it with the number of chat requests.
+
 CLI for manual use::
 
     python -m tests.harness.fake_llm --port 9999 --ttft 0.2 --tps 50
@@ -48,6 +59,7 @@ import hashlib
 import itertools
 import json
 import logging
+import random
 import re
 import socket
 import threading
@@ -91,7 +103,7 @@ class ToolCall:
 class Turn:
     """One scripted answer. Build with the helper functions rather than directly."""
 
-    kind: str  # "text" | "tool_calls" | "error" | "break"
+    kind: str  # "text" | "tool_calls" | "error" | "break" | "hang" (a fault: stalls half-way)
     content: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str = "stop"
@@ -330,7 +342,12 @@ class FakeLLM:
         ttft: float = 0.0,
         tps: float = 0.0,
         default_turn: Turn | None = None,
+        fail_rate: float = 0.0,
+        hang_rate: float = 0.0,
+        seed: int | None = None,
     ) -> None:
+        if fail_rate < 0 or hang_rate < 0 or fail_rate + hang_rate > 1:
+            raise ValueError("fail_rate and hang_rate are shares of requests: each >= 0, together <= 1")
         self.host = host
         self.port = port
         self.ttft = ttft
@@ -341,6 +358,10 @@ class FakeLLM:
         self._defaults: dict[str, Turn] = {}
         self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
+        self.fail_rate, self.hang_rate = fail_rate, hang_rate
+        self._random = random.Random(seed)
+        self.faults: collections.Counter[str] = collections.Counter()  # "500", "hang_before_headers", "hang_midstream"
+        self.chat_requests = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -452,6 +473,39 @@ class FakeLLM:
                 return queue.popleft()
             return self._defaults.get(model, self.default_turn)
 
+    def _tool_round(self, model: str, body: dict[str, Any]) -> Turn | None:
+        """A ``-tool-round`` model's unscripted answer: a call of the request's first tool, then
+        (once the call's result is the last message) the default turn. None for other models."""
+        with self._lock:
+            if not model.endswith("-tool-round") or self._scripts.get(model) or model in self._defaults:
+                return None
+        messages = body.get("messages") or [{}]
+        tools = body.get("tools") or []
+        if messages[-1].get("role") == "tool" or not tools:
+            return self.default_turn
+        name = str(tools[0].get("function", {}).get("name", "tool"))
+        return tool_calls([(f"call_fake{next(self._ids):08d}", name, {"round": 1})])
+
+    def _draw_fault(self) -> str | None:
+        """Whether this chat request fails ("500"), hangs ("hang_*"), or is served (None)."""
+        with self._lock:
+            self.chat_requests += 1
+            if not (self.fail_rate or self.hang_rate):
+                return None
+            draw = self._random.random()
+            if draw < self.fail_rate:
+                fault = "500"
+            elif draw < self.fail_rate + self.hang_rate:
+                fault = "hang_before_headers" if self._random.random() < 0.5 else "hang_midstream"
+            else:
+                return None
+            self.faults[fault] += 1
+            return fault
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"chat_requests": self.chat_requests, "faults": dict(self.faults)}
+
     # -- recording ----------------------------------------------------------------------------
 
     def requests(self, model: str | None = None) -> list[dict[str, Any]]:
@@ -484,6 +538,8 @@ class FakeLLM:
             await _send_json(send, 200, {"object": "list", "data": data})
         elif path in ("/health", "/v1/health") and method == "GET":
             await _send_json(send, 200, {"status": "ok"})
+        elif path == "/_fake/stats" and method == "GET":
+            await _send_json(send, 200, self.stats())
         else:
             await _send_json(send, 404, _error_body(f"Unknown route {method} {path}", "invalid_request_error"))
 
@@ -506,7 +562,16 @@ class FakeLLM:
 
     async def _chat(self, body: dict[str, Any], send: Any) -> None:
         model = str(body.get("model", ""))
-        turn = self._next_turn(model)
+        fault = self._draw_fault()
+        if fault == "500":
+            payload = _error_body("The server had an error while processing your request. (injected)", "server_error")
+            await _send_json(send, 500, payload)
+            return
+        if fault == "hang_before_headers" or (fault == "hang_midstream" and not body.get("stream")):
+            await asyncio.Event().wait()  # until the client goes away (_until_disconnect cancels this)
+        turn = self._tool_round(model, body) or self._next_turn(model)
+        if fault == "hang_midstream":
+            turn = dataclasses.replace(turn, kind="hang")
         if turn.delay:
             await asyncio.sleep(turn.delay)
         if turn.kind == "error":
@@ -629,9 +694,14 @@ class FakeLLM:
             await asyncio.sleep(ttft)
         # OpenAI's first chunk carries the role and an empty content.
         await emit(chunk({"role": "assistant", "content": "", "refusal": None}))
-        for token in turn.content_tokens():
+        tokens = turn.content_tokens()
+        for number, token in enumerate(tokens):
+            if turn.kind == "hang" and number == len(tokens) // 2:
+                await asyncio.Event().wait()  # stalls half-way until the client goes away
             await pace()
             await emit(chunk({"content": token}))
+        if turn.kind == "hang":
+            await asyncio.Event().wait()  # a tool-call turn stalls before its calls
         for index, call in enumerate(turn.tool_calls):
             await pace()
             await emit(
@@ -759,9 +829,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tps", type=float, default=0.0, help="tokens per second (0: no pacing)")
     parser.add_argument("--text", default=None, help="the answer to every request")
     parser.add_argument("--words", type=int, default=30, help="length of the generated answer when --text is unset")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of chat requests answered with HTTP 500")
+    parser.add_argument("--hang-rate", type=float, default=0.0, help="share of chat requests that hang")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     args = parser.parse_args(argv)
     answer = args.text or " ".join(f"word{i}" for i in range(1, args.words + 1))
-    fake = FakeLLM(host=args.host, port=args.port, ttft=args.ttft, tps=args.tps, default_turn=text(answer))
+    fake = FakeLLM(
+        host=args.host,
+        port=args.port,
+        ttft=args.ttft,
+        tps=args.tps,
+        default_turn=text(answer),
+        fail_rate=args.fail_rate,
+        hang_rate=args.hang_rate,
+        seed=args.seed,
+    )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger(__name__).info(
         "fake LLM on http://%s:%d/v1 (ttft=%ss, tps=%s); use model 'openai/<anything>'",

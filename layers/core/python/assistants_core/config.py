@@ -30,6 +30,8 @@ class Settings:
     rate_limit_burst: int = 0
     rate_limit_concurrent_runs: int = 0
     idempotency_ttl_seconds: int = 86400
+    model_timeout_seconds: float = 300.0
+    model_retries: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +57,9 @@ def settings() -> Settings:
         rate_limit_burst=int(os.environ.get("RATE_LIMIT_BURST") or 0),
         rate_limit_concurrent_runs=int(os.environ.get("RATE_LIMIT_CONCURRENT_RUNS") or 0),
         idempotency_ttl_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "86400")),
+        # A hanging provider must fail the turn well within the agent step's 900 s.
+        model_timeout_seconds=float(os.environ.get("MODEL_TIMEOUT_SECONDS", "300")),
+        model_retries=int(os.environ.get("MODEL_RETRIES", "0")),
     )
 
 

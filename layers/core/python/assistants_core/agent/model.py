@@ -17,6 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from ..config import settings
 from ..model_routing import route
 
 logger = Logger()
@@ -80,8 +81,8 @@ class ModelRequest:
             "messages": self.messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "timeout": float(os.environ.get("MODEL_TIMEOUT_SECONDS", "600")),
-            "num_retries": int(os.environ.get("MODEL_RETRIES", "0")),
+            "timeout": settings().model_timeout_seconds,  # the first byte, then each gap between chunks
+            "num_retries": settings().model_retries,
             "drop_params": True,  # a provider that lacks a setting ignores it instead of failing
         }
         if self.tools:

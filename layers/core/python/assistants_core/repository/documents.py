@@ -15,6 +15,7 @@ from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
 from ..config import boto_config, settings
+from .conditions import ThreadSafeTable
 from .errors import (
     ConcurrentModification,
     ItemTooLarge,
@@ -56,7 +57,7 @@ class StoredPage:
 class DocumentStore:
     def __init__(self, table_name: str | None = None, dynamodb: Any = None) -> None:
         resource = dynamodb or boto3.resource("dynamodb", config=boto_config())
-        self.table = resource.Table(table_name or settings().table_name)
+        self.table = ThreadSafeTable(resource.Table(table_name or settings().table_name))
         self.client = self.table.meta.client
 
     # ------------------------------------------------------------ documents

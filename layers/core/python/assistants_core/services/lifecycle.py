@@ -21,6 +21,7 @@ from ..repository import (
     ConcurrentModification,
     Repository,
     StoredDoc,
+    TransactionConflict,
     run_log_pk,
     step_prefix,
     step_sk,
@@ -72,9 +73,12 @@ def transition(
 
     The new run and its ``thread.run.<status>`` event are written in one transaction.
     ``stored`` is the run as the caller just read it (saves a read; re-read on a lost race).
-    Reaching a terminal status releases the thread's run lock and the run's slot of its API key.
+    Reaching a terminal status releases the thread's run lock in that same transaction: a
+    client that reads the end event (or the ended run) may add a message at once. The run's
+    slot of its API key is freed after.
     """
     allowed = set(allowed_from)
+    holds_lock = True  # until a failed write shows the thread's lock is not this run's
     for _ in range(10):
         current = stored if stored is not None else repo.get(ref.pk, ref.sk)
         stored = None
@@ -88,19 +92,37 @@ def transition(
         if change:
             change(run)
         doc = run.model_dump(mode="json")
+        operations = [repo.op_save(ref.pk, ref.sk, doc, expected_version=current.version, remove=remove)]
+        releasing = run.is_terminal and holds_lock
+        if releasing:
+            operations.append(_op_release(repo, ref))
         try:
-            if events is None:
+            if events is not None:
+                events.emit_many([(run_event(status), doc)], with_ops=operations)
+            elif len(operations) == 1:
                 repo.save(ref.pk, ref.sk, doc, expected_version=current.version, remove=remove)
             else:
-                save = repo.op_save(ref.pk, ref.sk, doc, expected_version=current.version, remove=remove)
-                events.emit_many([(run_event(status), doc)], with_ops=[save])
-        except ConcurrentModification:
+                repo.transact(operations)
+        except (ConcurrentModification, TransactionConflict):
+            holds_lock = holds_lock and _holds_lock(repo, ref)
             continue
         if run.is_terminal:
-            release_thread(repo, ref)
             free_run_slot(repo, ref.tenant, current.attributes.get(RUN_KEY_ATTRIBUTE), ref.thread_id, ref.run_id)
         return run
     raise ConcurrentModification(f"run {ref.run_id}: too many concurrent changes")
+
+
+def _op_release(repo: Repository, ref: RunRef) -> dict[str, Any]:
+    """The write that frees the thread, if this run holds its lock."""
+    return repo.op_update(
+        ref.pk, THREAD_SK, "REMOVE active_run_id", "active_run_id = :run", values={":run": ref.run_id}
+    )
+
+
+def _holds_lock(repo: Repository, ref: RunRef) -> bool:
+    """Whether the thread's lock names this run (not when the thread is gone)."""
+    thread = repo.get(ref.pk, THREAD_SK)
+    return thread is not None and thread.attributes.get("active_run_id") == ref.run_id
 
 
 def _stamp(run: Run) -> None:

@@ -54,20 +54,23 @@ def create_message(
     check_attachments(repo, tenant, [params])
     message = build_message(thread_id, params)
     pk = thread_pk(tenant, thread_id)
-    try:
-        repo.transact(
-            [
-                repo.op_condition(pk, THREAD_SK, "attribute_exists(PK) AND attribute_not_exists(active_run_id)"),
-                repo.op_put(pk, message_sk(message.id), message.model_dump(mode="json")),
-            ]
-        )
-    except TransactionConflict:
-        active = active_run(repo, tenant, thread_id)
-        if active:
-            raise ConflictError(f"Can't add messages to {thread_id} while a run {active} is active.") from None
-        raise
-    except ItemTooLarge:
-        raise too_large("The message", "content") from None
+    operations = [
+        repo.op_condition(pk, THREAD_SK, "attribute_exists(PK) AND attribute_not_exists(active_run_id)"),
+        repo.op_put(pk, message_sk(message.id), message.model_dump(mode="json")),
+    ]
+    for attempt in range(3):
+        try:
+            repo.transact(operations)
+            break
+        except TransactionConflict:
+            active = active_run(repo, tenant, thread_id)
+            if active:
+                raise ConflictError(f"Can't add messages to {thread_id} while a run {active} is active.") from None
+            if attempt == 2:
+                raise
+            # The run ended between the write and the read: the thread is free now.
+        except ItemTooLarge:
+            raise too_large("The message", "content") from None
     index_attachments(repo, ingestion, tenant, thread_id, [params])
     return message
 

@@ -148,21 +148,26 @@ def create_run(
         repo.op_put(pk, ref.sk, run.model_dump(mode="json"), **holder),
         *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
     ]
-    for attempt in range(2):
-        try:
-            events.emit_many(first, with_ops=ops)
-            break
-        except ConcurrentModification as error:
-            if slot and caller and rate_limits.slot_refused(error, 0):
-                if attempt == 0 and rate_limits.free_stale_run_slots(repo, caller):
-                    continue  # a slot was held by a run that had ended: try again once
-                raise rate_limits.runs_limit_error(caller) from None
-            active = active_run(repo, tenant, thread_id)
-            if active:
-                raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
-            raise
-        except ItemTooLarge as error:
-            raise _run_too_large(error.key, params, extra) from None
+    freed_stale_slots = False
+    try:
+        for attempt in range(3):
+            try:
+                events.emit_many(first, with_ops=ops)
+                break
+            except ConcurrentModification as error:
+                if slot and caller and rate_limits.slot_refused(error, 0):
+                    if not freed_stale_slots and rate_limits.free_stale_run_slots(repo, caller):
+                        freed_stale_slots = True
+                        continue  # a slot was held by a run that had ended: try again once
+                    raise rate_limits.runs_limit_error(caller) from None
+                active = active_run(repo, tenant, thread_id)
+                if active:
+                    raise ConflictError(f"Thread {thread_id} already has an active run {active}.") from None
+                if attempt == 2:
+                    raise
+                # The thread's run ended between the write and the read: it is free now.
+    except ItemTooLarge as error:
+        raise _run_too_large(error.key, params, extra) from None
     try:
         if params.additional_messages:
             # Once the run holds the thread (a rejected run must not touch its store), and before
