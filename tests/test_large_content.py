@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -186,6 +186,33 @@ def test_an_answer_of_over_100k_tokens(sdk: OpenAI, fake_llm: FakeLLM, model: st
     assert second.status == "completed"
     said = [m["content"] for m in _model_request(fake_llm, model)["messages"] if m["role"] == "assistant"]
     assert said == [answer]
+
+
+def _objects_naming(aws: Callable[[str], Any], *ids: str) -> list[str]:
+    """Keys in the stack's buckets that name one of ``ids`` (quoted, as item keys are)."""
+    s3 = aws("s3")
+    keys: list[str] = []
+    for bucket in s3.list_buckets()["Buckets"]:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"], Prefix="t/"):
+            keys += [o["Key"] for o in page.get("Contents", []) if any(f"%23{i}/" in o["Key"] for i in ids)]
+    return keys
+
+
+def test_deleting_what_holds_large_values_deletes_them_from_s3(
+    aws: Callable[[str], Any], client: OpenAI, model: str
+) -> None:
+    big = "x" * 300_000
+    assistant = client.beta.assistants.create(model=model, instructions=big[:MAX_INSTRUCTIONS])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": big}])
+    message = client.beta.threads.messages.create(thread.id, role="user", content=big)
+    (first,) = [m for m in client.beta.threads.messages.list(thread.id).data if m.id != message.id]
+    assert len(_objects_naming(aws, assistant.id, message.id, first.id)) == 3
+
+    assert client.beta.threads.messages.delete(message.id, thread_id=thread.id).deleted
+    assert _objects_naming(aws, message.id) == []
+    assert client.beta.threads.delete(thread.id).deleted
+    assert client.beta.assistants.delete(assistant.id).deleted
+    assert _objects_naming(aws, assistant.id, thread.id, first.id) == []
 
 
 # ------------------------------------------------------------------ a run that cannot be saved
