@@ -413,11 +413,15 @@ def test_a_write_that_fails_leaves_no_object_and_a_stale_pointer_is_read_again(r
         repo.save(pk, sk, {**long, "status": "lost"}, expected_version=7)
     with pytest.raises(ConcurrentModification):
         repo.create(pk, sk, long)
-    with pytest.raises(TransactionConflict):
-        repo.transact(
-            [repo.op_put(pk, RUN_PREFIX + "run_2", long), repo.op_condition(pk, THREAD_SK, "attribute_exists(PK)")]
-        )
     assert _objects(repo, thread_id) == before
+    # A failed transaction keeps its objects, for its caller may retry the same operations (and
+    # then the retry's item points at them); the partition's deletion takes them all.
+    retried = [repo.op_put(pk, RUN_PREFIX + "run_2", long), repo.op_condition(pk, THREAD_SK, "attribute_exists(PK)")]
+    with pytest.raises(TransactionConflict):
+        repo.transact(retried)
+    repo.create(pk, THREAD_SK, {"id": thread_id})
+    repo.transact(retried)
+    assert repo.get_doc(pk, RUN_PREFIX + "run_2") == long
 
     # A reader that got the item just before a rewrite finds its object gone: it reads again.
     stale = _raw(repo, pk, sk)
@@ -425,6 +429,8 @@ def test_a_write_that_fails_leaves_no_object_and_a_stale_pointer_is_read_again(r
     with pytest.raises(StaleContent):
         repo.content.resolve([stale])
     assert repo.get_doc(pk, sk) == {**long, "status": "new"}
+    repo.delete_partition(pk)
+    assert _objects(repo, thread_id) == []
 
 
 def test_an_event_larger_than_a_log_item_goes_to_s3(repo: Repository) -> None:

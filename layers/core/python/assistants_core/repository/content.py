@@ -10,10 +10,12 @@ its own for each version (:func:`assistants_core.blobs.item_content_key`), and t
 size and hash; one that finds the object gone (a newer write replaced it after the item was
 read) raises StaleContent and reads the item again.
 
-Cleanup: a write that fails deletes what it put; one that succeeds deletes the objects older
-versions of the same attributes left. An item that ever had a pointer carries ``offloaded``, so
-deleting it (or its partition) deletes its prefix. A value that shrinks back inline leaves its
-last object until then. Large run events go the same way (:mod:`.run_log`), tagged for the
+Cleanup: a write that succeeds deletes the objects older versions of the same attributes
+left; a single write that fails deletes what it put (a failed transaction keeps them: its
+caller may retry the same operations). An item that ever had a pointer carries ``offloaded``,
+so deleting it deletes its prefix; deleting a partition (a thread) always deletes the
+partition's prefix, with whatever failed writes left there. A value that shrinks back inline
+leaves its last object until then. Large run events go the same way (:mod:`.run_log`), tagged for the
 bucket's lifecycle rule.
 """
 

@@ -248,19 +248,13 @@ class DocumentStore:
                 batch.delete_item(Key={"PK": pk, "SK": sk})
 
     def delete_partition(self, pk: str) -> None:
-        """Delete every item under a partition key (a thread and all it holds), and their values
-        in S3 once the items are gone (no reader can follow a pointer to them then)."""
-        offloaded = False
+        """Delete every item under a partition key (a thread and all it holds), then their
+        values in S3, with any a failed write left there (no reader can follow a pointer to them
+        once the items are gone)."""
         with self.table.batch_writer() as batch:
-            for item in self._query(
-                KeyConditionExpression=Key("PK").eq(pk),
-                ProjectionExpression="PK, SK, #o",
-                ExpressionAttributeNames={"#o": OFFLOADED},
-            ):
-                offloaded = offloaded or bool(item.get(OFFLOADED))
+            for item in self._query(KeyConditionExpression=Key("PK").eq(pk), ProjectionExpression="PK, SK"):
                 batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
-        if offloaded:
-            self.content.delete_item(pk)
+        self.content.delete_item(pk)
 
     def list(
         self,
@@ -345,14 +339,15 @@ class DocumentStore:
 
         The table resource's client converts plain Python values to DynamoDB's typed form,
         so the operations carry plain values. Raises ItemTooLarge if an item would pass 400 KB.
-        Values the operations put in S3 are settled once the outcome is known (:mod:`.content`).
+        Once it succeeds, older versions of the values the operations put in S3 are deleted
+        (:mod:`.content`). A failed transaction keeps its objects: its caller may retry the
+        same operations (a writer that lost an event number does); those never retried are
+        swept by the item's next writes, or go with its partition.
         """
         written = [key for operation in operations for key in operation.get(CONTENT_KEYS, [])]
         operations = [{k: v for k, v in operation.items() if k != CONTENT_KEYS} for operation in operations]
-        succeeded = False
         try:
             self.client.transact_write_items(TransactItems=operations)
-            succeeded = True
         except ClientError as error:
             if is_item_too_large(error):
                 raise ItemTooLarge(largest_key(operations)) from error
@@ -363,8 +358,7 @@ class DocumentStore:
             if reasons is not None:
                 raise TransactionConflict(reasons) from error
             raise
-        finally:
-            self.content.settled(written, succeeded=succeeded)
+        self.content.settled(written, succeeded=True)
 
     def op_put(self, pk: str, sk: str, doc: Doc, *, ttl: int | None = None, **attributes: Any) -> dict[str, Any]:
         item, written = self._item(pk, sk, doc, version=1, ttl=ttl, **attributes)

@@ -88,28 +88,31 @@ class RunLog(DocumentStore):
         operations = own + [self.op_put_events(pk, first_seq + i, group, ttl=ttl) for i, group in enumerate(groups)]
         if len(operations) > 100:  # one transaction at most: all or nothing
             raise ValueError(f"write at most 100 items at once, not {len(operations)}")
-        if len(operations) == 1 and not own:
-            written = operations[0].get(CONTENT_KEYS, [])
-            succeeded = False
-            try:
-                self.table.put_item(**{k: v for k, v in operations[0]["Put"].items() if k != "TableName"})
-                succeeded = True
-            except ClientError as error:
-                if is_conditional_failure(error):
-                    raise EventSequenceTaken(pk) from error
-                if is_item_too_large(error):
-                    raise ItemTooLarge(operation_key(operations[0])) from error
-                raise
-            finally:
-                if not succeeded:
-                    self.content.settled(written, succeeded=False)
-            return len(groups)
+        # This append's own event objects go if it fails (the next attempt writes new ones);
+        # with_ops' stay, since the caller may retry them as they are.
+        written = [key for operation in operations[len(own) :] for key in operation.get(CONTENT_KEYS, [])]
+        succeeded = False
         try:
-            self.transact(operations)
-        except TransactionConflict as conflict:
-            if any(reason not in ("None", "") for reason in conflict.reasons[: len(own)]):
-                raise ConcurrentModification(f"{pk}: {conflict.reasons}") from conflict
-            raise EventSequenceTaken(pk) from conflict
+            if len(operations) == 1 and not own:
+                try:
+                    self.table.put_item(**{k: v for k, v in operations[0]["Put"].items() if k != "TableName"})
+                except ClientError as error:
+                    if is_conditional_failure(error):
+                        raise EventSequenceTaken(pk) from error
+                    if is_item_too_large(error):
+                        raise ItemTooLarge(operation_key(operations[0])) from error
+                    raise
+            else:
+                try:
+                    self.transact(operations)
+                except TransactionConflict as conflict:
+                    if any(reason not in ("None", "") for reason in conflict.reasons[: len(own)]):
+                        raise ConcurrentModification(f"{pk}: {conflict.reasons}") from conflict
+                    raise EventSequenceTaken(pk) from conflict
+            succeeded = True
+        finally:
+            if not succeeded:
+                self.content.settled(written, succeeded=False)
         return len(groups)
 
     def read_events(self, pk: str, after_seq: int, limit: int = 100) -> EventPage:
