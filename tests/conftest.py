@@ -24,6 +24,7 @@ from openai import AsyncOpenAI, OpenAI
 from local.lambda_runtime import free_port
 from tests.harness.dynamo_fixtures import (  # noqa: F401 - fixtures, used by name
     assistants_table_fixture,
+    content_blobs_fixture,
     dynamo_engine_fixture,
     dynamodb_local_endpoint_fixture,
     moto_endpoint_fixture,

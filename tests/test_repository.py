@@ -18,12 +18,14 @@ from botocore.exceptions import ClientError
 
 from assistants_core.ids import new_id
 from assistants_core.repository import (
+    API_KEYS_PK,
     ASSISTANT_PREFIX,
     EVENT_PREFIX,
     MESSAGE_PREFIX,
     RUN_PREFIX,
     THREAD_SK,
     ConcurrentModification,
+    EventSequenceTaken,
     ItemTooLarge,
     Page,
     Repository,
@@ -34,6 +36,7 @@ from assistants_core.repository import (
     tenant_pk,
     thread_pk,
 )
+from assistants_core.repository.content import StaleContent
 from tests.harness.dynamo_fixtures import repository_for
 
 TENANT = "tenant_a"
@@ -42,7 +45,7 @@ LOCK_CONDITION = "attribute_exists(PK) AND attribute_not_exists(active_run_id)"
 
 def _twin(repo: Repository) -> Repository:
     """Another repository on the same table with its own boto3 objects (safe in another thread)."""
-    return repository_for(repo.table.name, repo.client.meta.endpoint_url)
+    return repository_for(repo.table.name, repo.client.meta.endpoint_url, repo.content.blobs)
 
 
 def _ids(page: Page) -> list[str]:
@@ -306,50 +309,146 @@ def test_an_update_measures_the_item_as_it_will_be(repo: Repository) -> None:
 
 
 def test_item_size_limit_fails_loudly(repo: Repository) -> None:
-    """DynamoDB items stop at 400 KB (names + values): a doc that big is DynamoDB's
-    ValidationException, raised as ItemTooLarge naming the item, on every write path, and
-    nothing is written."""
-    pk = thread_pk(TENANT, "thread_1")
-    fits = {"id": "msg_fits", "text": "a" * 390_000}
-    repo.create(pk, MESSAGE_PREFIX + "msg_fits", fits)
-    assert repo.get_doc(pk, MESSAGE_PREFIX + "msg_fits") == fits
-
-    too_big = {"id": "msg_big", "text": "a" * (400 * 1024)}
+    """DynamoDB items stop at 400 KB (names + values): an item outside every tenant (whose
+    values never go to S3) that big is DynamoDB's ValidationException, raised as ItemTooLarge
+    naming the item, on every write path, and nothing is written."""
+    pk = API_KEYS_PK
+    too_big = {"id": "key_big", "text": "a" * (400 * 1024)}
     with pytest.raises(ItemTooLarge) as created:
-        repo.create(pk, MESSAGE_PREFIX + "msg_big", too_big)
-    assert created.value.key == (pk, MESSAGE_PREFIX + "msg_big")
+        repo.create(pk, "KEY#big", too_big)
+    assert created.value.key == (pk, "KEY#big")
     assert isinstance(created.value.__cause__, ClientError)
     assert created.value.__cause__.response["Error"]["Code"] == "ValidationException"
-    assert repo.get(pk, MESSAGE_PREFIX + "msg_big") is None
+    assert repo.get(pk, "KEY#big") is None
 
+    repo.create(pk, "KEY#fits", {"id": "fits"})
     with pytest.raises(ItemTooLarge) as saved:
-        repo.save(pk, MESSAGE_PREFIX + "msg_fits", {**fits, "text": "b" * (400 * 1024)}, expected_version=1)
-    assert saved.value.key == (pk, MESSAGE_PREFIX + "msg_fits")
-    stored = repo.get(pk, MESSAGE_PREFIX + "msg_fits")
-    assert stored is not None
-    assert (stored.doc, stored.version) == (fits, 1)
+        repo.save(pk, "KEY#fits", too_big, expected_version=1)
+    assert saved.value.key == (pk, "KEY#fits")
+    stored = repo.get(pk, "KEY#fits")
+    assert stored is not None and (stored.doc, stored.version) == ({"id": "fits"}, 1)
 
-    repo.create(pk, THREAD_SK, {"id": "thread_1"})
     with pytest.raises(ItemTooLarge) as transacted:
-        repo.transact(
-            [
-                repo.op_update(
-                    pk, THREAD_SK, "SET active_run_id = :r", "attribute_not_exists(active_run_id)", {":r": "x"}
-                ),
-                repo.op_put(pk, MESSAGE_PREFIX + "msg_small", {"id": "msg_small"}),
-                repo.op_put(pk, MESSAGE_PREFIX + "msg_big", too_big),
-            ]
-        )
-    assert transacted.value.key == (pk, MESSAGE_PREFIX + "msg_big")
-    assert repo.get(pk, MESSAGE_PREFIX + "msg_small") is None
-    thread = repo.get(pk, THREAD_SK)
-    assert thread is not None and "active_run_id" not in thread.attributes
+        repo.transact([repo.op_put(pk, "KEY#small", {"id": "small"}), repo.op_put(pk, "KEY#big", too_big)])
+    assert transacted.value.key == (pk, "KEY#big")
+    assert repo.get(pk, "KEY#small") is None
 
-    log = run_log_pk(TENANT, "run_1")
     with pytest.raises(ItemTooLarge) as appended:
-        repo.append_events(log, 1, [("thread.run.created", too_big)], ttl=1)
-    assert appended.value.key == (log, event_sk(1))
-    assert repo.last_event_seq(log) == 0
+        repo.append_events("LOG", 1, [("thread.run.created", too_big)], ttl=1)
+    assert appended.value.key == ("LOG", event_sk(1))
+
+
+def _objects(repo: Repository, thread_id: str) -> list[str]:
+    """The S3 objects of a thread's items (the bucket is shared by every test of the session)."""
+    return repo.content.blobs.list_keys(f"t/{TENANT}/items/THREAD%23{thread_id}/")
+
+
+def _raw(repo: Repository, pk: str, sk: str) -> dict[str, Any]:
+    return dict(repo.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True)["Item"])
+
+
+def test_values_too_large_for_an_item_go_to_s3_on_every_write_and_read_path(repo: Repository) -> None:
+    """A doc or attribute over INLINE_BYTES is an S3 object under the tenant with a pointer in
+    the item; every read resolves it, a rewrite replaces the object, and deleting the item (or
+    its partition) deletes its objects."""
+    thread_id = new_id("thread")
+    pk, sk = thread_pk(TENANT, thread_id), MESSAGE_PREFIX + "msg_big"
+    big = {"id": "msg_big", "status": "completed", "text": "é" * 300_000}  # 600 KB of UTF-8
+    outputs = "o" * 450_000
+    repo.create(pk, sk, big, tool_outputs=outputs)
+    stored = repo.get(pk, sk)
+    assert stored is not None and stored.doc == big and stored.attributes["tool_outputs"] == outputs
+    raw = _raw(repo, pk, sk)
+    assert "doc" not in raw and "tool_outputs" not in raw and raw["status"] == "completed"
+    assert int(raw["doc_s3"]["bytes"]) == len(json.dumps(big, separators=(",", ":")).encode())
+    assert str(raw["doc_s3"]["key"]).startswith(f"t/{TENANT}/items/THREAD%23{thread_id}/MSG%23msg_big/doc/")
+    assert len(_objects(repo, thread_id)) == 2
+
+    rewritten = {**big, "text": "b" * 420_000}
+    repo.save(pk, sk, rewritten, expected_version=1)
+    stored = repo.get(pk, sk)
+    assert stored is not None and (stored.doc, stored.version) == (rewritten, 2)
+    assert stored.attributes["tool_outputs"] == outputs  # not rewritten: its object stays
+    assert len(_objects(repo, thread_id)) == 2  # the first doc's object went with the write
+
+    # Back under the limit: the doc is inline again, the pointer gone.
+    repo.save(pk, sk, {"id": "msg_big", "text": "small"}, expected_version=2, tool_outputs="short")
+    raw = _raw(repo, pk, sk)
+    assert raw["doc"] == '{"id":"msg_big","text":"small"}' and "doc_s3" not in raw and "tool_outputs_s3" not in raw
+    assert repo.get_doc(pk, sk) == {"id": "msg_big", "text": "small"}
+
+    # A transaction, the lists, the partition and batch reads.
+    repo.create(pk, THREAD_SK, {"id": "thread_big"})
+    second = {"id": "msg_2", "text": "ü" * 200_000}
+    repo.transact(
+        [
+            repo.op_save(pk, sk, rewritten, expected_version=3),
+            repo.op_put(pk, MESSAGE_PREFIX + "msg_2", second),
+            repo.op_update(pk, THREAD_SK, "SET active_run_id = :r", LOCK_CONDITION, {":r": "run_1"}),
+        ]
+    )
+    assert repo.list(pk, MESSAGE_PREFIX, limit=10, order="asc").items == [second, rewritten]
+    assert repo.list(pk, MESSAGE_PREFIX, limit=1, order="asc", where={"status": "completed"}).items == [rewritten]
+    assert [doc["id"] for doc in repo.partition(pk)] == ["msg_2", "msg_big", "thread_big"]
+    found = repo.get_many([(pk, sk), (pk, MESSAGE_PREFIX + "msg_2")])
+    assert found[(pk, MESSAGE_PREFIX + "msg_2")].doc == second
+    assert repo.mutate(pk, sk, lambda doc: {**doc, "text": doc["text"] + "!"}) == {
+        **rewritten,
+        "text": "b" * 420_000 + "!",
+    }
+
+    assert repo.delete(pk, MESSAGE_PREFIX + "msg_2")
+    assert not [key for key in _objects(repo, thread_id) if "msg_2" in key]
+    repo.delete_partition(pk)
+    assert _objects(repo, thread_id) == []
+
+
+def test_a_write_that_fails_leaves_no_object_and_a_stale_pointer_is_read_again(repo: Repository) -> None:
+    thread_id = new_id("thread")
+    pk, sk = thread_pk(TENANT, thread_id), RUN_PREFIX + "run_1"
+    long = {"id": "run_1", "instructions": "i" * 300_000}
+    repo.create(pk, sk, long)
+    before = _objects(repo, thread_id)
+    with pytest.raises(ConcurrentModification):
+        repo.save(pk, sk, {**long, "status": "lost"}, expected_version=7)
+    with pytest.raises(ConcurrentModification):
+        repo.create(pk, sk, long)
+    assert _objects(repo, thread_id) == before
+    # A failed transaction keeps its objects, for its caller may retry the same operations (and
+    # then the retry's item points at them); the partition's deletion takes them all.
+    retried = [repo.op_put(pk, RUN_PREFIX + "run_2", long), repo.op_condition(pk, THREAD_SK, "attribute_exists(PK)")]
+    with pytest.raises(TransactionConflict):
+        repo.transact(retried)
+    repo.create(pk, THREAD_SK, {"id": thread_id})
+    repo.transact(retried)
+    assert repo.get_doc(pk, RUN_PREFIX + "run_2") == long
+
+    # A reader that got the item just before a rewrite finds its object gone: it reads again.
+    stale = _raw(repo, pk, sk)
+    repo.save(pk, sk, {**long, "status": "new"}, expected_version=1)
+    with pytest.raises(StaleContent):
+        repo.content.resolve([stale])
+    assert repo.get_doc(pk, sk) == {**long, "status": "new"}
+    repo.delete_partition(pk)
+    assert _objects(repo, thread_id) == []
+
+
+def test_an_event_larger_than_a_log_item_goes_to_s3(repo: Repository) -> None:
+    log = run_log_pk(TENANT, new_id("run"))
+    answer = {"id": "msg_1", "text": "ß" * 400_000}
+    assert repo.append_events(log, 1, [("a", {"n": 1}), ("thread.message.completed", answer), ("b", {})], ttl=1) == 1
+    events = repo.read_events(log, 0).events
+    assert [(seq, name) for seq, name, _ in events] == [(1, "a"), (1, "thread.message.completed"), (1, "b")]
+    assert json.loads(events[1][2]) == answer
+    raw = _raw(repo, log, event_sk(1))
+    assert raw["data"][1] == "" and set(raw["data_s3"]) == {"1"}
+    key = str(raw["data_s3"]["1"]["key"])
+    assert key.startswith(f"t/{TENANT}/events/")
+    tags = repo.content.blobs.client.get_object_tagging(Bucket=repo.content.blobs.bucket, Key=key)["TagSet"]
+    assert tags == [{"Key": "kind", "Value": "run-event"}]  # the lifecycle rule's
+    with pytest.raises(EventSequenceTaken):  # and a lost append leaves no object
+        repo.append_events(log, 1, [("thread.message.completed", answer)], ttl=1)
+    assert repo.content.blobs.list_keys(key.rsplit("/", 1)[0]) == [key]
 
 
 # ---------------------------------------------------------------- lists
@@ -672,25 +771,26 @@ def test_append_events_takes_each_seq_once(repo: Repository) -> None:
 
     # An append too large for one item spreads over several, all or nothing: colliding on its
     # last item writes none of them.
-    big = [(f"big.{i}", {"text": "x" * 120_000}) for i in range(5)]
-    repo.append_events(pk, 5, [("thread.message.delta", {"n": 5})], ttl=1_900_000_000)
+    # (events under INLINE_BYTES each: a larger one would go to S3, see below)
+    big = [(f"big.{i}", {"text": "x" * 99_000}) for i in range(5)]
+    repo.append_events(pk, 4, [("thread.message.delta", {"n": 4})], ttl=1_900_000_000)
     with pytest.raises(ConcurrentModification):
         repo.append_events(pk, 3, big, ttl=1_900_000_000)
     assert [(seq, name) for seq, name, _ in repo.read_events(pk, 0).events] == [
         (1, "thread.run.created"),
         (2, "thread.run.queued"),
         (2, "thread.run.in_progress"),
-        (5, "thread.message.delta"),
+        (4, "thread.message.delta"),
     ]
-    assert repo.append_events(pk, 6, big, ttl=1_900_000_000) == 3
-    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 5).events] == [
-        (6, "big.0"),
-        (6, "big.1"),
-        (7, "big.2"),
-        (7, "big.3"),
-        (8, "big.4"),
+    assert repo.append_events(pk, 5, big, ttl=1_900_000_000) == 2
+    assert [(seq, name) for seq, name, _ in repo.read_events(pk, 4).events] == [
+        (5, "big.0"),
+        (5, "big.1"),
+        (5, "big.2"),
+        (6, "big.3"),
+        (6, "big.4"),
     ]
-    assert repo.last_event_seq(pk) == 8
+    assert repo.last_event_seq(pk) == 6
 
     item = repo.table.get_item(Key={"PK": pk, "SK": event_sk(2)}, ConsistentRead=True)["Item"]
     assert item["ttl"] == 1_900_000_000 and item["names"] == ["thread.run.queued", "thread.run.in_progress"]

@@ -1,4 +1,4 @@
-"""Edges of the runs API found by an audit: items over DynamoDB's 400 KB limit, partial updates,
+"""Edges of the runs API found by an audit: instructions past OpenAI's limit, partial updates,
 ``openai-poll-after-ms``, ``include[]`` and a cancel whose execution stop fails."""
 
 from __future__ import annotations
@@ -30,77 +30,26 @@ def run_to_completion(client: OpenAI, fake: FakeLLM, model: str, thread_id: str,
     return run
 
 
-# ------------------------------------------------------------------ items over 400 KB
+# ------------------------------------------------------------------ sizes (tests/test_large_content.py: what fits)
 
 
-def test_oversize_run_is_a_400_and_leaves_the_thread_unlocked(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    big = client.beta.assistants.create(model=model, instructions="a" * MAX_INSTRUCTIONS)
+def test_instructions_past_openais_limit_are_a_400_and_leave_the_thread_unlocked(
+    client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    too_long = "i" * (MAX_INSTRUCTIONS + 1)
 
     body = bad_request(
-        lambda: client.beta.threads.runs.create(thread.id, assistant_id=big.id, additional_instructions="b" * 200_000)
+        lambda: client.beta.threads.runs.create(thread.id, assistant_id=assistant.id, instructions=too_long)
     )
-    assert body["param"] == "additional_instructions"
-    assert "too large" in body["message"]
+    assert body["param"] == "instructions"
+    body = bad_request(lambda: client.beta.threads.create_and_run(assistant_id=assistant.id, instructions=too_long))
+    assert body["param"] == "instructions"
 
     assert client.beta.threads.runs.list(thread.id).data == []
     client.beta.threads.messages.create(thread.id, role="user", content="Still there?")
     run_to_completion(client, fake_llm, model, thread.id)
-
-
-def test_a_new_run_keeps_room_to_grow(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    """A run that would fit DynamoDB's item today but leave no room for its tool calls, usage or
-    error is refused up front: otherwise it could not record how it ended."""
-    big = client.beta.assistants.create(model=model, instructions="a" * MAX_INSTRUCTIONS)
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
-    body = bad_request(
-        lambda: client.beta.threads.runs.create(thread.id, assistant_id=big.id, additional_instructions="b" * 80_000)
-    )
-    assert body["param"] == "additional_instructions"
-
-    script(fake_llm, model, text("Fine."))
-    created = client.beta.threads.runs.create(thread.id, assistant_id=big.id, additional_instructions="b" * 20_000)
-    assert wait_for(client, thread.id, created.id, TERMINAL).status == "completed"
-
-
-def test_oversize_messages_are_400s_naming_the_message(client: OpenAI, fake_llm: FakeLLM, model: str) -> None:
-    assistant = client.beta.assistants.create(model=model)
-    thread = client.beta.threads.create()
-    huge = "m" * 420_000
-
-    body = bad_request(
-        lambda: client.beta.threads.runs.create(
-            thread.id,
-            assistant_id=assistant.id,
-            additional_messages=[{"role": "user", "content": "ok"}, {"role": "user", "content": huge}],
-        )
-    )
-    assert body["param"] == "additional_messages[1].content"
-    body = bad_request(lambda: client.beta.threads.messages.create(thread.id, role="user", content=huge))
-    assert body["param"] == "content"
-    body = bad_request(lambda: client.beta.threads.create(messages=[{"role": "user", "content": huge}]))
-    assert body["param"] == "messages[0].content"
-    body = bad_request(
-        lambda: client.beta.threads.create_and_run(
-            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": huge}]}
-        )
-    )
-    assert body["param"] == "thread.messages[0].content"
-
-    assert client.beta.threads.messages.list(thread.id).data == []
-    client.beta.threads.messages.create(thread.id, role="user", content="Small enough")
-    run_to_completion(client, fake_llm, model, thread.id)
-
-
-def test_oversize_create_and_run_is_a_400(client: OpenAI, model: str) -> None:
-    assistant = client.beta.assistants.create(model=model)
-    described: Any = {"type": "function", "function": {"name": "long", "description": "d" * 160_000}}
-    body = bad_request(
-        lambda: client.beta.threads.create_and_run(
-            assistant_id=assistant.id, instructions="i" * MAX_INSTRUCTIONS, tools=[described]
-        )
-    )
-    assert body["param"] == "instructions"
 
 
 # ------------------------------------------------------------------ updates change only what is sent

@@ -19,24 +19,30 @@ from assistants_core.config import settings
 from assistants_core.repository import EventPage
 from assistants_core.services import run_events
 from assistants_core.types import Run
+from tests.conftest import Stack
 from tests.harness.fake_llm import FakeLLM, text
 from tests.harness.openapi_spec import validate_object, wire
 from tests.harness.scenario import TERMINAL, assert_valid_stream, script, wait_for
 from tests.harness.sse import SSEStream, parse_sse, post_sse
 
-# One model token larger than a DynamoDB item (400 KB): the agent step cannot log it, so it dies
-# mid-answer with an error it does not handle itself; the state machine's Catch then fails the run.
-OVERSIZED_TOKEN = " " + "x" * 420_000
-
 
 def test_agent_crash_mid_answer_fails_the_run_and_leaves_the_message_incomplete(
-    client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
+    stack: Stack, client: OpenAI, http: httpx.Client, fake_llm: FakeLLM, model: str
 ) -> None:
-    script(fake_llm, model, text("The first words" + OVERSIZED_TOKEN, tps=5))
+    """A model token the agent step cannot log (the emulated DynamoDB refuses any write of it
+    as too large) kills the step mid-answer with an error it does not handle itself; the state
+    machine's Catch then fails the run."""
+    unloggable = f"UNLOGGABLE{time.time_ns()}"
+    script(fake_llm, model, text(f"The first words {unloggable}", tps=5))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
 
-    stream = post_sse(http, f"/v1/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
+    fault = {"dynamodb_oversize": unloggable, "times": 1000}
+    assert httpx.post(f"{stack.aws_endpoint}/_local/faults", json=fault).status_code == 200
+    try:
+        stream = post_sse(http, f"/v1/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
+    finally:
+        httpx.post(f"{stack.aws_endpoint}/_local/faults", json={**fault, "times": 0})
     assert_valid_stream(stream)
     names = stream.names
     assert "thread.message.delta" in names and "thread.message.completed" not in names

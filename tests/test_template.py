@@ -545,6 +545,34 @@ def test_vector_and_file_permissions_are_least_privilege(template: dict[str, Any
         ), function
 
 
+def test_every_function_that_writes_the_table_may_follow_its_large_values(template: dict[str, Any]) -> None:
+    """A doc too large for an item is in the files bucket (repository/content.py): any function
+    that reads or writes the table must reach it, and nothing else."""
+    from assistants_core.blobs import RUN_EVENT_TAG
+
+    functions = {
+        name: resource["Properties"]["Policies"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function" and "Policies" in resource["Properties"]
+    }
+    writers = {name for name, policies in functions.items() if any("DynamoDBCrudPolicy" in p for p in policies)}
+    assert {"RunsFunction", "AgentStepFunction", "RunFinalizerFunction", "MessagesFunction"} <= writers
+    for name, policies in functions.items():
+        assert ({"Ref": "ItemContentPolicy"} in policies) == (name in writers), name
+    statements = template["Resources"]["ItemContentPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statements[0]["Resource"] == [
+        {"Fn::Sub": "${FilesBucket.Arn}/t/*/items/*"},
+        {"Fn::Sub": "${FilesBucket.Arn}/t/*/events/*"},
+    ]
+    rules = {
+        rule["Id"]: rule
+        for rule in template["Resources"]["FilesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    key, value = RUN_EVENT_TAG.split("=")
+    assert rules["ExpireRunEvents"]["TagFilters"] == [{"Key": key, "Value": value}]
+    assert rules["ExpireRunEvents"]["ExpirationInDays"] > 7  # the run log's TTL
+
+
 def test_ingestion_state_machine(template: dict[str, Any]) -> None:
     props = template["Resources"]["IngestStateMachine"]["Properties"]
     assert props["Type"] == "STANDARD"

@@ -14,7 +14,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from ..lambda_runtime import FAULTS_PATH
-from . import install
+from . import dynamodb_item_size, install
 from .agentcore import PREFIX as AGENTCORE_PREFIX
 from .agentcore import AgentCore
 
@@ -67,8 +67,9 @@ def _with_routes(app: Any, routes: dict[str, Any], agentcore: AgentCore) -> Any:
 
 def _faults_app(agentcore: AgentCore, functions_faults: Any) -> Any:
     """``POST /_local/faults``: ``{"operation": ...}`` injects an AgentCore error (see
-    :meth:`AgentCore.inject_fault`); any other body goes to the route given for the path (the
-    local stack's function faults), if any."""
+    :meth:`AgentCore.inject_fault`), ``{"dynamodb_oversize": marker, "times": n}`` an oversize
+    DynamoDB write (:mod:`.dynamodb_item_size`); any other body goes to the route given for the
+    path (the local stack's function faults), if any."""
 
     def application(environ: dict[str, Any], start_response: Any) -> Any:
         length = environ.get("CONTENT_LENGTH") or "0"
@@ -79,6 +80,9 @@ def _faults_app(agentcore: AgentCore, functions_faults: Any) -> Any:
             request = None
         if isinstance(request, dict) and "operation" in request:
             status, body = agentcore.inject_fault(request)
+        elif isinstance(request, dict) and isinstance(request.get("dynamodb_oversize"), str):
+            dynamodb_item_size.inject_oversize(request["dynamodb_oversize"], int(request.get("times", 1)))
+            status, body = 200, request
         elif functions_faults is not None:
             return functions_faults({**environ, "wsgi.input": io.BytesIO(raw)}, start_response)
         else:

@@ -13,7 +13,8 @@ not shadow the test arguments (ruff F811).
 * ``assistants_table`` - a fresh copy of the template's ``AssistantsTable`` under a unique name,
   created with :func:`local.template.create_tables` (so keys and TTL come from
   ``template.yaml``), deleted after the test.
-* ``repo`` - an :class:`assistants_core.repository.Repository` on that table.
+* ``repo`` - an :class:`assistants_core.repository.Repository` on that table, its large values
+  in a bucket of moto's S3 (``content_blobs``) whichever the engine.
 
 boto3 resources are not thread-safe: a test that writes from threads gives each thread its own
 repository via :func:`repository_for`.
@@ -32,6 +33,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from assistants_core.blobs import BlobStore
 from assistants_core.repository import Repository
 from local.emulator.server import emulated_moto
 from local.template import create_tables, load_template, resources
@@ -41,6 +43,7 @@ __all__ = [
     "ENGINES",
     "DynamoEngine",
     "assistants_table_fixture",
+    "content_blobs_fixture",
     "dynamo_client",
     "dynamo_engine_fixture",
     "dynamo_resource",
@@ -72,9 +75,10 @@ def dynamo_resource(endpoint_url: str) -> Any:
     return boto3.resource("dynamodb", endpoint_url=endpoint_url, config=_CONFIG, **_CREDENTIALS)
 
 
-def repository_for(table_name: str, endpoint_url: str) -> Repository:
-    """A repository with its own boto3 session objects (one per thread)."""
-    return Repository(table_name, dynamodb=dynamo_resource(endpoint_url))
+def repository_for(table_name: str, endpoint_url: str, blobs: BlobStore | None = None) -> Repository:
+    """A repository with its own boto3 session objects (one per thread); S3 clients are
+    thread-safe, so ``blobs`` may be shared."""
+    return Repository(table_name, dynamodb=dynamo_resource(endpoint_url), blobs=blobs)
 
 
 @pytest.fixture(scope="session", name="moto_endpoint")
@@ -135,6 +139,15 @@ def assistants_table_fixture(dynamo_engine: DynamoEngine) -> Iterator[str]:
             client.delete_table(TableName=name)
 
 
+@pytest.fixture(scope="session", name="content_blobs")
+def content_blobs_fixture(moto_endpoint: str) -> BlobStore:
+    """A bucket on moto's S3 for the repository's large values (DynamoDB Local has no S3)."""
+    client = boto3.client("s3", endpoint_url=moto_endpoint, config=_CONFIG, **_CREDENTIALS)
+    bucket = f"repository-content-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    return BlobStore(bucket, client=client)
+
+
 @pytest.fixture(name="repo")
-def repo_fixture(dynamo_engine: DynamoEngine, assistants_table: str) -> Repository:
-    return repository_for(assistants_table, dynamo_engine.endpoint_url)
+def repo_fixture(dynamo_engine: DynamoEngine, assistants_table: str, content_blobs: BlobStore) -> Repository:
+    return repository_for(assistants_table, dynamo_engine.endpoint_url, content_blobs)

@@ -9,7 +9,16 @@ object                    key
 a file's bytes            ``t/<tenant>/files/<file_id>``
 a part of an upload       ``t/<tenant>/uploads/<upload_id>/<part_id>``
 a store file's content   ``t/<tenant>/vector_stores/<vs_id>/<file_id>.json``
+an item's large value     ``t/<tenant>/items/<partition>/<sort key>/<attribute>/<version>.<nonce>.json``
+a large run event         ``t/<tenant>/events/<partition>/<nonce>.json``
 ========================  ================================================
+
+A table item's attribute too large to keep inline (a long message, a run with long
+instructions: :mod:`assistants_core.repository.content`) lives at a key of its own for each
+version written, so a reader never sees a half-written value; ``<partition>`` is the item's
+partition key after the tenant (``_`` for the tenant's own partition), URL-quoted. A large run
+event is tagged ``kind=run-event``: the bucket's lifecycle rule deletes it after its log item's
+TTL.
 
 A store file's content is kept as the JSON page its content endpoint answers with, so a large
 one can be served by a redirect to S3 as it is, like a large file's bytes.
@@ -21,6 +30,7 @@ that a cancelled or abandoned upload left behind.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +45,7 @@ from botocore.exceptions import ClientError
 from .config import boto_config, settings
 
 UPLOAD_PART_TAG = "kind=upload-part"
+RUN_EVENT_TAG = "kind=run-event"
 # A buffered Lambda response carries at most 6 MB (binary bodies grow by a third in base64):
 # larger content is a redirect to a short-lived S3 URL, which the SDKs follow.
 INLINE_BYTES = 4 * 1024 * 1024
@@ -59,6 +70,28 @@ def part_key(tenant: str, upload_id: str, part_id: str) -> str:
 
 def store_content_key(tenant: str, vector_store_id: str, file_id: str) -> str:
     return f"{_tenant(tenant)}/vector_stores/{vector_store_id}/{file_id}.json"
+
+
+def item_content_prefix(tenant: str, partition: str, sort_key: str | None = None) -> str:
+    """Where the large values of one partition's items (or of one item) live."""
+    base = f"{_tenant(tenant)}/items/{quote(partition or '_', safe='')}/"
+    return base if sort_key is None else f"{base}{quote(sort_key, safe='')}/"
+
+
+def item_content_key(tenant: str, partition: str, sort_key: str, attribute: str, version: int) -> str:
+    """A new key for one version of an item's attribute: never reused, so a reader of the item
+    at another version never sees this value, and versions sort by name."""
+    return f"{item_content_prefix(tenant, partition, sort_key)}{attribute}/{version:010d}.{uuid.uuid4().hex}.json"
+
+
+def item_content_version(key: str) -> int | None:
+    """The item version an :func:`item_content_key` was written for (None for another key)."""
+    version = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(version) if "/items/" in key and version.isdigit() else None
+
+
+def event_content_key(tenant: str, partition: str) -> str:
+    return f"{_tenant(tenant)}/events/{quote(partition, safe='')}/{uuid.uuid4().hex}.json"
 
 
 @dataclass(frozen=True)
@@ -103,6 +136,11 @@ class BlobStore:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (ListObjectsV2, page after page)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [str(entry["Key"]) for page in pages for entry in page.get("Contents", [])]
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):

@@ -85,8 +85,6 @@ class ConflictError(APIError):
 
 
 def too_large(what: str, param: str | None = None) -> InvalidRequestError:
-    """An object too large to store (DynamoDB items hold at most 400 KB): bad input, so a 400,
+    """An object too large to store (an item DynamoDB refuses): bad input, so a 400,
     never the 500 that would make the SDK retry the same write."""
-    return InvalidRequestError(
-        f"{what} is too large: an object may take at most 400 KB once stored.", param=param, code="invalid_value"
-    )
+    return InvalidRequestError(f"{what} is too large to store.", param=param, code="invalid_value")

@@ -14,8 +14,10 @@ import boto3
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
+from ..blobs import BlobStore
 from ..config import boto_config, settings
 from .conditions import ThreadSafeTable
+from .content import CONTENT_KEYS, OFFLOADED, ContentStore, StaleContent, pointer_of
 from .errors import (
     ConcurrentModification,
     ItemTooLarge,
@@ -33,6 +35,7 @@ Doc = dict[str, Any]
 MIRRORED_ATTRIBUTES = ("status", "run_id")
 TTL_ATTRIBUTE = "ttl"
 EXPIRY_INDEX = "ExpiryIndex"  # sparse GSI: expiry_kind (hash), expires_at (range)
+_READ_ATTEMPTS = 3  # reads of an item whose S3 content a newer write replaced meanwhile
 
 
 @dataclass(frozen=True)
@@ -55,30 +58,36 @@ class StoredPage:
 
 
 class DocumentStore:
-    def __init__(self, table_name: str | None = None, dynamodb: Any = None) -> None:
+    def __init__(self, table_name: str | None = None, dynamodb: Any = None, blobs: BlobStore | None = None) -> None:
         resource = dynamodb or boto3.resource("dynamodb", config=boto_config())
         self.table = ThreadSafeTable(resource.Table(table_name or settings().table_name))
         self.client = self.table.meta.client
+        self.content = ContentStore(blobs)  # values too large for an item (.content)
 
     # ------------------------------------------------------------ documents
 
     def create(self, pk: str, sk: str, doc: Doc, *, ttl: int | None = None, **attributes: Any) -> None:
         """Store a new object; fails with ConcurrentModification if the key exists."""
+        item, written = self._item(pk, sk, doc, version=1, ttl=ttl, **attributes)
+        succeeded = False
         try:
-            self.table.put_item(
-                Item=self._item(pk, sk, doc, version=1, ttl=ttl, **attributes),
-                ConditionExpression=Attr("PK").not_exists(),
-            )
+            self.table.put_item(Item=item, ConditionExpression=Attr("PK").not_exists())
+            succeeded = True
         except ClientError as error:
             if is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
             if is_item_too_large(error):
                 raise ItemTooLarge((pk, sk)) from error
             raise
+        finally:
+            self.content.settled(written, succeeded=succeeded)
 
     def get(self, pk: str, sk: str) -> StoredDoc | None:
-        item = self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
-        return None if item is None else _stored(item)
+        def read() -> StoredDoc | None:
+            item = self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
+            return None if item is None else _stored(self.content.resolve([item])[0])
+
+        return _fresh(read)
 
     def get_doc(self, pk: str, sk: str) -> Doc | None:
         stored = self.get(pk, sk)
@@ -109,38 +118,52 @@ class DocumentStore:
         lock, a run's task token) survive. With ``return_old`` it returns the item as it was,
         read atomically with the write (how a caller learns a task token it just removed).
         """
-        update = self.op_save(pk, sk, doc, expected_version=expected_version, remove=remove, **attributes)["Update"]
+        operation = self.op_save(pk, sk, doc, expected_version=expected_version, remove=remove, **attributes)
+        written = operation.get(CONTENT_KEYS, [])
+        succeeded = False
         try:
-            response = self.client.update_item(**update, ReturnValues="ALL_OLD" if return_old else "NONE")
+            response = self.client.update_item(**operation["Update"], ReturnValues="ALL_OLD" if return_old else "NONE")
+            succeeded = True
         except ClientError as error:
             if is_conditional_failure(error):
                 raise ConcurrentModification(f"{pk}/{sk}") from error
             if is_item_too_large(error):
                 raise ItemTooLarge((pk, sk)) from error
             raise
+        finally:
+            self.content.settled(written, succeeded=succeeded)
         return dict(response.get("Attributes") or {})
 
     def op_save(
         self, pk: str, sk: str, doc: Doc, *, expected_version: int, remove: Iterable[str] = (), **attributes: Any
     ) -> dict[str, Any]:
-        """The UpdateItem of :meth:`save`, usable inside :meth:`transact`."""
-        values: dict[str, Any] = {"doc": json.dumps(doc, separators=(",", ":")), "version": expected_version + 1}
+        """The UpdateItem of :meth:`save`, usable inside :meth:`transact`.
+
+        A large value goes to S3 now (:mod:`.content`); the operation carries the keys written
+        under CONTENT_KEYS, which :meth:`transact` and :meth:`save` settle after the write.
+        """
+        given: dict[str, Any] = {"doc": json.dumps(doc, separators=(",", ":")), "version": expected_version + 1}
         for name in MIRRORED_ATTRIBUTES:
             if doc.get(name) is not None:
-                values[name] = doc[name]
-        values.update(attributes)
+                given[name] = doc[name]
+        given.update(attributes)
+        values, written = self.content.offload(pk, sk, expected_version + 1, given)
         names = {f"#a{i}": name for i, name in enumerate(values)}
         expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values)))
-        # A mirrored attribute whose doc value became None goes too, not left stale beside the doc.
+        # A mirrored attribute whose doc value became None goes too, not left stale beside the doc;
+        # a value written inline drops its old pointer, and an offloaded one its old inline value.
         cleared = [name for name in MIRRORED_ATTRIBUTES if name in doc and doc[name] is None]
-        removed = [name for name in (*remove, *cleared) if name not in values]
+        strings = [n for n, value in given.items() if isinstance(value, str) and n not in MIRRORED_ATTRIBUTES]
+        swapped = [name if name not in values else pointer_of(name) for name in strings]
+        dropped = [*remove, *(pointer_of(name) for name in remove)]
+        removed = list(dict.fromkeys(name for name in (*dropped, *cleared, *swapped) if name not in values))
         if removed:
             names.update({f"#r{i}": name for i, name in enumerate(removed)})
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
         expression_values = {f":a{i}": v for i, v in enumerate(values.values())}
         expression_values[":expected"] = expected_version
         names["#version"] = "version"
-        return {
+        operation: dict[str, Any] = {
             "Update": {
                 "TableName": self.table.name,
                 "Key": {"PK": pk, "SK": sk},
@@ -150,6 +173,9 @@ class DocumentStore:
                 "ExpressionAttributeValues": expression_values,
             }
         }
+        if written:
+            operation[CONTENT_KEYS] = written
+        return operation
 
     def mutate(
         self,
@@ -181,13 +207,17 @@ class DocumentStore:
         raise ConcurrentModification(f"{pk}/{sk}: gave up after {attempts} attempts")
 
     def delete(self, pk: str, sk: str) -> bool:
-        """Delete an object; False when it did not exist."""
+        """Delete an object (and its values in S3); False when it did not exist."""
         try:
-            self.table.delete_item(Key={"PK": pk, "SK": sk}, ConditionExpression=Attr("PK").exists())
+            old = self.table.delete_item(
+                Key={"PK": pk, "SK": sk}, ConditionExpression=Attr("PK").exists(), ReturnValues="ALL_OLD"
+            ).get("Attributes", {})
         except ClientError as error:
             if is_conditional_failure(error):
                 return False
             raise
+        if old.get(OFFLOADED):
+            self.content.delete_item(pk, sk)
         return True
 
     def partition(self, pk: str) -> builtins.list[Doc]:
@@ -197,8 +227,13 @@ class DocumentStore:
     def partition_stored(self, pk: str) -> dict[str, StoredDoc]:
         """:meth:`partition` with versions and attributes, by sort key: one read where a turn
         needs both an object (the run) and everything beside it (the thread's messages)."""
-        items = self._query(KeyConditionExpression=Key("PK").eq(pk), ConsistentRead=True)
-        return {str(item["SK"]): _stored(item) for item in items if "doc" in item}
+
+        def read() -> dict[str, StoredDoc]:
+            items = [item for item in self._query(KeyConditionExpression=Key("PK").eq(pk), ConsistentRead=True)]
+            documents = self.content.resolve([item for item in items if _has_doc(item)])
+            return {str(item["SK"]): _stored(item) for item in documents}
+
+        return _fresh(read)
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item a Query finds, page after page (boto3's paginator)."""
@@ -206,16 +241,21 @@ class DocumentStore:
             yield from page["Items"]
 
     def delete_keys(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Delete items by key, 25 to a BatchWriteItem (unconditional; missing ones are no-ops)."""
+        """Delete items by key, 25 to a BatchWriteItem (unconditional; missing ones are no-ops).
+
+        For small link items (a file's store memberships): their values never go to S3."""
         with self.table.batch_writer() as batch:
             for pk, sk in dict.fromkeys(keys):
                 batch.delete_item(Key={"PK": pk, "SK": sk})
 
     def delete_partition(self, pk: str) -> None:
-        """Delete every item under a partition key (a thread and all it holds)."""
+        """Delete every item under a partition key (a thread and all it holds), then their
+        values in S3, with any a failed write left there (no reader can follow a pointer to them
+        once the items are gone)."""
         with self.table.batch_writer() as batch:
             for item in self._query(KeyConditionExpression=Key("PK").eq(pk), ProjectionExpression="PK, SK"):
                 batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
+        self.content.delete_item(pk)
 
     def list(
         self,
@@ -249,6 +289,18 @@ class DocumentStore:
         where: dict[str, str] | None = None,
     ) -> StoredPage:
         """:meth:`list` with each object's version and attributes (a store's file counts)."""
+        return _fresh(lambda: self._list_stored(pk, prefix, limit, order, after, before, where))
+
+    def _list_stored(
+        self,
+        pk: str,
+        prefix: str,
+        limit: int,
+        order: Order,
+        after: str | None,
+        before: str | None,
+        where: dict[str, str] | None,
+    ) -> StoredPage:
         forward = order == "asc"
         cursor = after
         if before is not None:
@@ -267,16 +319,16 @@ class DocumentStore:
                 condition = clause if condition is None else condition & clause
             kwargs["FilterExpression"] = condition
         wanted = limit + 1
-        items: list[StoredDoc] = []
+        items: list[dict[str, Any]] = []
         while len(items) < wanted:
             # With a filter, Limit counts items read before filtering, so read generously.
             kwargs["Limit"] = max(wanted - len(items), 50) if where else wanted - len(items)
             response = self.table.query(**kwargs)
-            items.extend(_stored(item) for item in response["Items"])
+            items.extend(response["Items"])
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        page = items[:limit]
+        page = [_stored(item) for item in self.content.resolve(items[:limit])]
         if before is not None:
             page.reverse()
         return StoredPage(items=page, has_more=len(items) > limit)
@@ -288,7 +340,13 @@ class DocumentStore:
 
         The table resource's client converts plain Python values to DynamoDB's typed form,
         so the operations carry plain values. Raises ItemTooLarge if an item would pass 400 KB.
+        Once it succeeds, older versions of the values the operations put in S3 are deleted
+        (:mod:`.content`). A failed transaction keeps its objects: its caller may retry the
+        same operations (a writer that lost an event number does); those never retried are
+        swept by the item's next writes, or go with its partition.
         """
+        written = [key for operation in operations for key in operation.get(CONTENT_KEYS, [])]
+        operations = [{k: v for k, v in operation.items() if k != CONTENT_KEYS} for operation in operations]
         try:
             self.client.transact_write_items(TransactItems=operations)
         except ClientError as error:
@@ -301,15 +359,16 @@ class DocumentStore:
             if reasons is not None:
                 raise TransactionConflict(reasons) from error
             raise
+        self.content.settled(written, succeeded=True)
 
     def op_put(self, pk: str, sk: str, doc: Doc, *, ttl: int | None = None, **attributes: Any) -> dict[str, Any]:
-        return {
-            "Put": {
-                "TableName": self.table.name,
-                "Item": self._item(pk, sk, doc, version=1, ttl=ttl, **attributes),
-                "ConditionExpression": "attribute_not_exists(PK)",
-            }
+        item, written = self._item(pk, sk, doc, version=1, ttl=ttl, **attributes)
+        operation: dict[str, Any] = {
+            "Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}
         }
+        if written:
+            operation[CONTENT_KEYS] = written
+        return operation
 
     def op_condition(
         self,
@@ -358,7 +417,10 @@ class DocumentStore:
 
     def get_many(self, keys: builtins.list[tuple[str, str]]) -> dict[tuple[str, str], StoredDoc]:
         """Several items by key (BatchGetItem, 100 a call, strongly consistent); missing ones are left out."""
-        found: dict[tuple[str, str], StoredDoc] = {}
+        return _fresh(lambda: self._get_many(keys))
+
+    def _get_many(self, keys: builtins.list[tuple[str, str]]) -> dict[tuple[str, str], StoredDoc]:
+        items: list[dict[str, Any]] = []
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 100):
             request: dict[str, Any] = {
@@ -369,11 +431,9 @@ class DocumentStore:
             }
             while request:
                 response = self.table.meta.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table.name, []):
-                    if "doc" in item:
-                        found[(str(item["PK"]), str(item["SK"]))] = _stored(item)
+                items += [item for item in response.get("Responses", {}).get(self.table.name, []) if _has_doc(item)]
                 request = response.get("UnprocessedKeys") or {}
-        return found
+        return {(str(item["PK"]), str(item["SK"])): _stored(item) for item in self.content.resolve(items)}
 
     def due_to_expire(self, kind: str, until: int) -> Iterator[tuple[str, str]]:
         """Keys of the objects of ``kind`` whose ``expires_at`` is at or before ``until``, from the
@@ -434,20 +494,37 @@ class DocumentStore:
 
     # ------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _item(pk: str, sk: str, doc: Doc, *, version: int, ttl: int | None = None, **attributes: Any) -> dict[str, Any]:
-        item: dict[str, Any] = {"PK": pk, "SK": sk, "doc": json.dumps(doc, separators=(",", ":")), "version": version}
+    def _item(
+        self, pk: str, sk: str, doc: Doc, *, version: int, ttl: int | None = None, **attributes: Any
+    ) -> tuple[dict[str, Any], builtins.list[str]]:
+        """A new item, its large values already in S3, and the keys they were written at."""
+        item: dict[str, Any] = {"doc": json.dumps(doc, separators=(",", ":")), "version": version}
         for name in MIRRORED_ATTRIBUTES:
             if doc.get(name) is not None:
                 item[name] = doc[name]
         if ttl is not None:
             item[TTL_ATTRIBUTE] = ttl
         item.update(attributes)
-        return item
+        offloaded, written = self.content.offload(pk, sk, version, item)
+        return {"PK": pk, "SK": sk, **offloaded}, written
+
+
+def _fresh[T](read: Callable[[], T]) -> T:
+    """``read`` again if it followed a pointer to content a newer write had replaced."""
+    for _ in range(_READ_ATTEMPTS - 1):
+        try:
+            return read()
+        except StaleContent:
+            continue
+    return read()
+
+
+def _has_doc(item: dict[str, Any]) -> bool:
+    return "doc" in item or pointer_of("doc") in item
 
 
 def _stored(item: dict[str, Any]) -> StoredDoc:
-    attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version")}
+    attributes = {k: v for k, v in item.items() if k not in ("PK", "SK", "doc", "version", OFFLOADED)}
     return StoredDoc(doc=json.loads(item["doc"]), version=int(item["version"]), attributes=attributes)
 
 

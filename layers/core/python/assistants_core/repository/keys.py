@@ -17,6 +17,15 @@ def object_id_of(sk: str) -> str:
     return sk.split("#", 1)[1]
 
 
+def split_pk(pk: str) -> tuple[str, str] | None:
+    """The tenant of a partition key and what follows it (``""`` for :func:`tenant_pk`), or None
+    for a key outside every tenant (the API-key directory). Tenant ids have no ``#``."""
+    if not pk.startswith("T#"):
+        return None
+    tenant, _, rest = pk[2:].partition("#")
+    return tenant, rest
+
+
 def thread_pk(tenant: str, thread_id: str) -> str:
     return f"T#{tenant}#THREAD#{thread_id}"
 

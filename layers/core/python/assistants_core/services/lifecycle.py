@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from ..config import settings
 from ..ids import now
 from ..repository import (
@@ -19,6 +21,7 @@ from ..repository import (
     RUN_PREFIX,
     THREAD_SK,
     ConcurrentModification,
+    ItemTooLarge,
     Repository,
     StoredDoc,
     TransactionConflict,
@@ -34,6 +37,7 @@ from ..types.run import TERMINAL_STATUSES, LastError
 from .rate_limits import RUN_KEY_ATTRIBUTE, free_run_slot
 from .run_events import EVENT_RETENTION_SECONDS, RunEventWriter, streamed_text
 
+logger = Logger()
 # Why a message left open by its run is incomplete, by how the run ended (MessageObject's reasons).
 INCOMPLETE_REASONS = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
 
@@ -199,23 +203,65 @@ def release_thread(repo: Repository, ref: RunRef) -> None:
         )
 
 
+FAILABLE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+
+
 def fail(repo: Repository, ref: RunRef, code: str, message: str, events: RunEventWriter | None) -> Run | None:
-    """End an active run as failed with ``last_error`` and close its open steps."""
+    """End an active run as failed with ``last_error`` and close its open steps.
+
+    Whatever happens, the run ends: if its doc cannot be saved (a write DynamoDB refuses as too
+    large, or its event with it), a minimal one is (:func:`_fail_minimal`), and the thread is
+    unlocked even when that fails too.
+    """
     error = LastError(code=code, message=message[:1000])  # type: ignore[arg-type]
-    close_open_steps(repo, ref, "failed", events, last_error=error)
+    try:
+        close_open_steps(repo, ref, "failed", events, last_error=error)
+    except ItemTooLarge:  # a step or message that cannot be saved must not keep the run open
+        logger.exception("could not close the run's open steps", extra={"run_id": ref.run_id})
 
     def set_error(run: Run) -> None:
         run.last_error = error
 
-    return transition(
-        repo,
-        ref,
-        "failed",
-        allowed_from={"queued", "in_progress", "requires_action", "cancelling"},
-        events=events,
-        change=set_error,
-        remove=["task_token", "tool_outputs"],
-    )
+    try:
+        return transition(repo, ref, "failed", allowed_from=FAILABLE, events=events, change=set_error, remove=_PARKED)
+    except ItemTooLarge:
+        logger.exception("could not save the failed run; saving a minimal one", extra={"run_id": ref.run_id})
+        try:
+            return _fail_minimal(repo, ref, error, events)
+        finally:
+            release_thread(repo, ref)
+
+
+_PARKED = ("task_token", "tool_outputs")
+
+
+def _fail_minimal(repo: Repository, ref: RunRef, error: LastError, events: RunEventWriter | None) -> Run | None:
+    """The run as ``failed`` without what can make it too large to save (instructions, tools,
+    metadata), its event logged apart and only if it can be: the last resort of :func:`fail`."""
+    for _ in range(10):
+        current = repo.get(ref.pk, ref.sk)
+        if current is None:
+            return None
+        run = Run.model_validate(current.doc)
+        if run.status not in FAILABLE:
+            return run
+        run = run.model_copy(
+            update={"status": "failed", "instructions": "", "tools": [], "metadata": {}, "last_error": error}
+        )
+        _stamp(run)
+        doc = run.model_dump(mode="json")
+        try:
+            repo.save(ref.pk, ref.sk, doc, expected_version=current.version, remove=_PARKED)
+        except ConcurrentModification:
+            continue
+        free_run_slot(repo, ref.tenant, current.attributes.get(RUN_KEY_ATTRIBUTE), ref.thread_id, ref.run_id)
+        if events is not None:
+            try:
+                events.emit_many([(run_event("failed"), doc)])
+            except Exception:  # noqa: BLE001 - the run has ended; a stream ends on the status anyway
+                logger.exception("could not log the minimal run's failure", extra={"run_id": ref.run_id})
+        return run
+    return None
 
 
 def close_open_steps(
