@@ -20,6 +20,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from assistants_core.agent.replay import Diverged, Replay
+from assistants_core.repository import StoredDoc
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import TERMINAL, WEATHER_TOOL, assert_valid_stream, fake_name, wait_for
 from tests.harness.sse import SSEStream, parse_sse
@@ -228,3 +230,64 @@ def test_a_fault_names_an_error_lambda_reports(stack_url: str) -> None:
     body = {"function": "AgentStepFunction", "times": 1, "after_ms": 10, "error": "Segfault"}
     response = httpx.post(f"{stack_url}/_local/faults", json=body, timeout=10)
     assert response.status_code == 400 and "Runtime.ExitError" in response.text
+
+
+# ------------------------------------------------------------------ the replay itself
+# The windows these cover (a crash after a message closed, before its run ended) are too narrow
+# to hit with a kill from outside, so the replay is given the log such an attempt leaves.
+
+
+def _replay_after_closed_message() -> tuple[Replay, dict[str, StoredDoc]]:
+    step = {"id": "step_1", "type": "message_creation", "step_details": {"message_creation": {"message_id": "msg_1"}}}
+    message = {"id": "msg_1", "object": "thread.message", "status": "in_progress", "content": []}
+    replay = Replay(last_seq=5)
+    for name, data in [
+        ("thread.run.step.created", step),
+        ("thread.message.created", message),
+        ("thread.message.delta", {"id": "msg_1", "delta": {"content": [_text("Hello ")]}}),
+        ("thread.message.delta", {"id": "msg_1", "delta": {"content": [_text("world")]}}),
+        ("thread.message.completed", {**message, "status": "completed"}),
+    ]:
+        replay._record(name, data)
+    items = {
+        "RUN#run_1": StoredDoc({"id": "run_1"}, 1, {}),
+        "MSG#msg_0": StoredDoc({"id": "msg_0", "object": "thread.message"}, 1, {}),
+        "MSG#msg_1": StoredDoc({**message, "status": "completed"}, 2, {}),
+        "STEP#run_1#step_1": StoredDoc({**step, "status": "completed"}, 2, {}),
+    }
+    return replay, items
+
+
+def _text(value: str) -> dict[str, Any]:
+    return {"index": 0, "type": "text", "text": {"value": value, "annotations": []}}
+
+
+def test_a_replay_asks_the_model_without_what_the_dead_attempt_wrote() -> None:
+    replay, items = _replay_after_closed_message()
+    replay.observe(items, "run_1")
+    assert set(replay.hide(items, "run_1")) == {"RUN#run_1", "MSG#msg_0"}  # the closed answer is hidden
+    taken = replay.take_step("message_creation")
+    assert taken is not None and taken["status"] == "completed"
+    assert set(replay.hide(items, "run_1")) == set(items)  # once taken over, the next turn sees it
+    assert replay.take_step("message_creation") is None  # anything more is new
+
+
+def test_a_replay_streams_only_what_goes_past_what_was_streamed() -> None:
+    replay, _ = _replay_after_closed_message()
+    replay.logged.discard(("thread.message.completed", "msg_1"))  # the message still streams
+    assert replay.new_text("msg_1", 0, "Hel") == ""
+    assert replay.new_text("msg_1", 3, "lo wor") == ""
+    assert replay.new_text("msg_1", 9, "ld, and more") == ", and more"
+    with pytest.raises(Diverged):
+        replay.new_text("msg_1", 0, "Goodbye")
+    with pytest.raises(Diverged):
+        replay.check_text("msg_1", "Hello")  # it ended before what clients saw
+
+
+def test_a_replay_of_a_closed_message_cannot_add_to_it() -> None:
+    replay, _ = _replay_after_closed_message()
+    assert replay.new_text("msg_1", 0, "Hello world") == ""
+    with pytest.raises(Diverged):
+        replay.new_text("msg_1", 11, "!")
+    with pytest.raises(Diverged):
+        replay.take_step("tool_calls")  # the dead attempt's first step was a message
