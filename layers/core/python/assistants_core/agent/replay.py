@@ -142,10 +142,26 @@ class Replay:
     def call(self, step_id: str, position: int) -> StreamedCall | None:
         return self.calls.get(step_id, {}).get(position)
 
-    def new_arguments(self, step_id: str, position: int, said: int, piece: str) -> str:
-        """What of ``piece`` (a call's arguments or code from character ``said`` on) was not streamed."""
+    def fragment(self, step_id: str, call: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+        """A retried turn's fragment of a tool call, less what was streamed of it ({}: all of it
+        was). ``call`` is the turn's record of the call: its ``shown`` counts the characters of
+        arguments (or code) the turn has had so far."""
+        kind, position = fragment["type"], int(call["position"])
         streamed = self.call(step_id, position)
-        return _past(streamed.text if streamed else "", said, piece, closed=self.closed(step_id))
+        if streamed is not None and (streamed.type != kind or (streamed.name or call["name"]) != call["name"]):
+            raise Diverged("a tool call differs from the one that was streamed")
+        if streamed is None and self.closed(step_id):
+            raise Diverged("a tool call more than the closed step streamed")
+        if kind == "file_search":  # nothing streams of it but its first fragment
+            return {} if streamed is not None else fragment
+        key = "arguments" if kind == "function" else "input"
+        piece = fragment[kind].get(key) or ""
+        said = int(call.get("shown", 0))
+        call["shown"] = said + len(piece)
+        rest = _past(streamed.text if streamed else "", said, piece, closed=self.closed(step_id))
+        if streamed is None:
+            return {**fragment, kind: {**fragment[kind], key: rest}}
+        return {"index": position, "type": kind, kind: {key: rest}} if rest else {}
 
     def check_calls(self, step_id: str, shown: dict[int, int]) -> None:
         """At the step's end: each streamed call is there, with all that was streamed of it

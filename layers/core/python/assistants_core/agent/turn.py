@@ -262,8 +262,8 @@ class Turn:
                 fragment = {"index": position, "type": "code_interpreter", "code_interpreter": {"input": written}}
             else:
                 fragment = {"index": position, "type": "function", "function": {"arguments": chunk.arguments}}
-        if self.replay is not None:
-            fragment = self._unstreamed(chunk.index, fragment)
+        if self.replay is not None:  # only what goes past what an earlier attempt streamed
+            fragment = self.replay.fragment(self.tool_step.id, self.calls[chunk.index], fragment)
             if not fragment:
                 return
         delta = {
@@ -279,29 +279,6 @@ class Turn:
             [(ev.STEP_CREATED, step_doc), (ev.STEP_IN_PROGRESS, step_doc), (ev.STEP_DELTA, delta)],
             with_ops=[self.repo.op_put(self.ref.pk, step_sk(self.run.id, self.tool_step.id), step_doc)],
         )
-
-    def _unstreamed(self, index: int, fragment: dict[str, Any]) -> dict[str, Any]:
-        """A retried turn's fragment of a call, less what an earlier attempt streamed of it ({}:
-        all of it was)."""
-        assert self.replay is not None and self.tool_step is not None
-        call, kind = self.calls[index], fragment["type"]
-        streamed = self.replay.call(self.tool_step.id, call["position"])
-        if streamed is not None and (streamed.type != kind or (streamed.name or call["name"]) != call["name"]):
-            raise Diverged("a tool call differs from the one that was streamed")
-        if streamed is None and self.replay.closed(self.tool_step.id):
-            raise Diverged("a tool call more than the closed step streamed")
-        if kind == "file_search":
-            return {} if streamed is not None else fragment
-        key = "arguments" if kind == "function" else "input"
-        piece = fragment[kind].get(key) or ""
-        said = call.get("shown", 0)
-        call["shown"] = said + len(piece)
-        rest = self.replay.new_arguments(self.tool_step.id, call["position"], said, piece)
-        if streamed is None:
-            return {**fragment, kind: {**fragment[kind], key: rest}}
-        if not rest:
-            return {}
-        return {"index": call["position"], "type": kind, kind: {key: rest}}
 
     def _take_message(self) -> bool:
         """A retried turn takes over the message an earlier attempt opened, if there is one."""
