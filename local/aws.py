@@ -39,7 +39,14 @@ from typing import Any
 from . import emulator, schedules
 from . import template as cfn
 from .emulator import stepfunctions
-from .lambda_runtime import FAULTS_PATH, Functions, api_error, apply_function_environment, free_port
+from .lambda_runtime import (
+    FAULTS_PATH,
+    Functions,
+    InvocationFailed,
+    api_error,
+    apply_function_environment,
+    free_port,
+)
 
 ROLE_ARN = f"arn:aws:iam::{cfn.ACCOUNT}:role/local-stack"
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -173,7 +180,8 @@ class EmulatedAWS:
                     raise RuntimeError(f"{name} runs in the API process, not behind this Lambda")
                 return functions.invoke(name, payload), False
             except Exception as error:  # surfaces to Step Functions as a Lambda function error
-                return {"errorType": type(error).__name__, "errorMessage": str(error)}, True
+                error_type = error.error_type if isinstance(error, InvocationFailed) else type(error).__name__
+                return {"errorType": error_type, "errorMessage": str(error)}, True
 
         def invoke(
             backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any

@@ -1,4 +1,4 @@
-"""Step Functions task: one model turn of a run (invoked with {tenant, thread_id, run_id, event_seq, after})."""
+"""Step Functions task: one model turn of a run ({tenant, thread_id, run_id, event_seq, after, attempt})."""
 
 from typing import Any
 
@@ -33,6 +33,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event["run_id"],
         int(event.get("event_seq") or 0),
         resume=event.get("after") == AFTER_CODE,  # RunCode ran the model's code: the run goes on
+        attempt=int(event.get("attempt") or 0),  # Step Functions' retry of a crashed invocation
     )
     # How turns end (completed, requires_action, failed, ...): the service's health at a glance.
     # Metrics of this invocation alone, flushed here: a dimension added to the shared Metrics would

@@ -4,6 +4,8 @@ service to run the model's code.
 The state machine calls :func:`run_agent_step` and routes on the status it returns:
 ``requires_action`` parks the run until ``submit_tool_outputs`` resumes it, ``code`` runs the
 model's code (RunCode) and comes back with ``resume``, ``waiting`` waits for the run's files.
+A crashed or timed-out invocation is retried with the same input (``attempt`` > 0): the retry
+replays the turn against what the earlier attempt logged (see :mod:`.replay`).
 """
 
 from __future__ import annotations
@@ -24,27 +26,45 @@ from ..types import events as ev
 from ..types.run import TERMINAL_STATUSES
 from . import file_search
 from .model import ModelError, Prefetch
+from .replay import INTERRUPTED, Diverged, Replay
 from .turn import CONTINUE, WAITING, Turn
 
 logger = Logger()
 
 
 def run_agent_step(
-    repo: Repository, tenant: str, thread_id: str, run_id: str, event_seq: int = 0, *, resume: bool = False
+    repo: Repository,
+    tenant: str,
+    thread_id: str,
+    run_id: str,
+    event_seq: int = 0,
+    *,
+    resume: bool = False,
+    attempt: int = 0,
 ) -> dict[str, Any]:
     """One turn; returns the run's status and the last event number, which the state machine
     hands to the next turn (``event_seq``: 0 if unknown). ``resume``: the run is in progress
-    and goes on after the service ran the model's code."""
+    and goes on after the service ran the model's code. ``attempt``: Step Functions' retry
+    count (a retry replays what the earlier attempts logged after ``event_seq``)."""
     ref = RunRef(tenant, thread_id, run_id)
-    events = RunEventWriter(repo, tenant, run_id, next_seq=event_seq + 1 if event_seq > 0 else None)
+    replay = Replay.load(repo, tenant, run_id, event_seq) if attempt > 0 and event_seq > 0 else None
+    next_seq = replay.last_seq + 1 if replay else event_seq + 1 if event_seq > 0 else None
+    events = RunEventWriter(repo, tenant, run_id, next_seq=next_seq)
     try:
-        status = _step(repo, ref, events, resume)
+        status: str
+        if attempt > 0 and replay is None:  # nothing to replay against: do not risk a second answer
+            failed = fail(repo, ref, "server_error", INTERRUPTED, events)
+            status = failed.status if failed else "failed"
+        else:
+            status = _step(repo, ref, events, resume, replay)
     finally:
         events.close()
     return {"status": status, "event_seq": events.known_last_seq}
 
 
-def _step(repo: Repository, ref: RunRef, events: RunEventWriter, resume: bool = False) -> str:
+def _step(
+    repo: Repository, ref: RunRef, events: RunEventWriter, resume: bool = False, replay: Replay | None = None
+) -> str:
     thread_items = repo.partition_stored(ref.pk)  # the run and its thread's messages in one read
     stored = thread_items.get(ref.sk)
     if stored is None:
@@ -53,20 +73,25 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter, resume: bool = 
     if run.status in TERMINAL_STATUSES or run.status == "cancelling":
         return run.status
     if run.status == "requires_action":
+        if replay is not None and replay.was_logged(ev.run_event("requires_action"), run.id):
+            return run.status  # an earlier attempt parked the run, then died: it waits as it should
         failed = fail(repo, ref, "server_error", "The run could not wait for tool outputs.", events)
         return failed.status if failed else run.status
     outputs = stored.attributes.get("tool_outputs")
     thread = thread_items.get(THREAD_SK)
     search = file_search.settings_for(repo, ref.tenant, run, thread.doc if thread else None)
-    if resume:
-        return _turns(repo, ref, run, events, search) if run.status == "in_progress" else run.status
+    if replay is not None:
+        replay.observe(thread_items, run.id)
+    if resume or (replay is not None and run.status == "in_progress"):  # resumed, or started by an earlier attempt
+        return _turns(repo, ref, run, events, search, replay=replay) if run.status == "in_progress" else run.status
     if search is not None and not outputs and run.status == "queued" and _still_ingesting(search, run):
         return WAITING
     if outputs:
         _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
-        events.emit(ev.run_event("queued"), run)
+        if replay is None or not replay.was_logged(ev.run_event("queued"), run.id):
+            events.emit(ev.run_event("queued"), run)
     # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
-    first = Turn(repo, ref, run, events, search)
+    first = Turn(repo, ref, run, events, search, replay=replay)
     prefetch = None if outputs else first.start_model(thread_items)
     started = transition(
         repo,
@@ -85,7 +110,7 @@ def _step(repo: Repository, ref: RunRef, events: RunEventWriter, resume: bool = 
     if search is not None and not outputs:
         touch(repo, ref.tenant, search.stores)  # a run uses its stores, searching or not: their expiry moves
     first.run = started
-    return _turns(repo, ref, started, events, search, prefetch, first if prefetch is not None else None)
+    return _turns(repo, ref, started, events, search, prefetch, first if prefetch is not None else None, replay=replay)
 
 
 def _turns(
@@ -96,11 +121,13 @@ def _turns(
     search: file_search.SearchSettings | None,
     prefetch: Prefetch | None = None,
     first: Turn | None = None,
+    *,
+    replay: Replay | None = None,
 ) -> str:
     """The run's turns in this invocation: one, and more while the model only searches.
     ``first``: the turn that started ``prefetch`` (it knows what the request offered)."""
     try:
-        turn = first or Turn(repo, ref, started, events, search)
+        turn = first or Turn(repo, ref, started, events, search, replay=replay)
         status = turn.execute(prefetch)
         rounds = 1
         while status == CONTINUE:  # the model searched: it answers (or searches again) next
@@ -109,12 +136,13 @@ def _turns(
                 failed = fail(repo, ref, "server_error", message, events)
                 return failed.status if failed else "failed"
             more = rounds < file_search.MAX_ROUNDS
-            turn = Turn(repo, ref, started, events, search, carried=turn.carried, search_more=more)
+            turn = Turn(repo, ref, started, events, search, carried=turn.carried, search_more=more, replay=replay)
             status = turn.execute()
             rounds += 1
         return status
     except ModelError as error:
-        logger.warning("model call failed", extra={"run_id": ref.run_id, "code": error.code, "error": error.message})
+        detail = error.detail if isinstance(error, Diverged) else error.message
+        logger.warning("model call failed", extra={"run_id": ref.run_id, "code": error.code, "error": detail})
         failed = fail(repo, ref, error.code, error.message, events)
         return failed.status if failed else "failed"
 

@@ -41,6 +41,7 @@ from .model import (
     ToolCallDelta,
     stream_completion,
 )
+from .replay import Diverged, Replay
 from .request import plan_request
 
 logger = Logger()
@@ -66,6 +67,7 @@ class Turn:
         *,
         carried: Usage | None = None,
         search_more: bool = True,
+        replay: Replay | None = None,
     ) -> None:
         self.repo = repo
         self.ref = ref
@@ -73,11 +75,13 @@ class Turn:
         self.events = events
         self.search = search
         self.search_more = search_more  # False: the model has searched enough and must answer
+        self.replay = replay  # a retried invocation: what earlier attempts streamed (see .replay)
         self.carried = carried or Usage()  # usage of this run's earlier turns in this invocation
         self.message: Message | None = None
         self.message_step: RunStep | None = None
         self.tool_step: RunStep | None = None
         self.text: list[str] = []
+        self.said = 0  # characters of text so far
         self.calls: dict[int, dict[str, Any]] = {}
         self.citation_table: citations.CitationTable = {}
         self.citations: citations.CitationStream | None = None
@@ -127,13 +131,16 @@ class Turn:
                     return "cancelled"
             if finish is None:
                 raise ModelError("server_error", "The model's response stream ended before the answer was complete.")
+        except Diverged:
+            self.events.flush()  # the message keeps what was streamed: the run's failure closes it
+            raise
         except ModelError:
             self._abandon()
             raise
         usage = self._usage(reported, prompt_tokens)
         if self.calls:
             searches = {i: c for i, c in self._calls_in_order() if c["kind"] == "file_search"}
-            if searches:
+            if searches and not self._replayed_close(self._tool_step_id()):
                 self._run_searches(searches)
             if searches and len(searches) == len(self.calls):
                 return self._finish_search_round(usage)
@@ -153,6 +160,8 @@ class Turn:
         the turn must know of the run so far to read the answer."""
         if thread_items is None:
             thread_items = self.repo.partition_stored(self.ref.pk)
+        if self.replay is not None:
+            thread_items = self.replay.hide(thread_items, self.run.id)
         plan = plan_request(self.repo, self.ref, self.run, thread_items, used, self.search, self.search_more)
         self.citation_table, self.searches_before = plan.citation_table, plan.searches_before
         self.code_paths, self.code_calls_before = plan.code_paths, plan.code_calls_before
@@ -182,10 +191,19 @@ class Turn:
 
     def _emit_text(self, text: str, annotations: list[dict[str, Any]]) -> None:
         self.text.append(text)
-        part = {"index": 0, "type": "text", "text": {"value": text, "annotations": annotations}}
-        if self.message is None:
+        said, self.said = self.said, self.said + len(text)
+        if self.message is None and not self._take_message():
+            part = {"index": 0, "type": "text", "text": {"value": text, "annotations": annotations}}
             self._open_message(first_text=part)
             return
+        assert self.message is not None
+        if self.replay is not None:  # only what goes past what an earlier attempt streamed
+            rest = self.replay.new_text(self.message.id, said, text)
+            if not rest:
+                return
+            start = said + len(text) - len(rest)
+            text, annotations = rest, [a for a in annotations if int(a.get("start_index", 0)) >= start]
+        part = {"index": 0, "type": "text", "text": {"value": text, "annotations": annotations}}
         self.events.delta(
             ev.MESSAGE_DELTA, {"id": self.message.id, "object": "thread.message.delta", "delta": {"content": [part]}}
         )
@@ -193,12 +211,13 @@ class Turn:
     def _on_tool_call(self, chunk: ToolCallDelta) -> None:
         if self.message is not None and self.message.status == "in_progress":
             self._close_message(incomplete=False, usage=None)
-        opening = self.tool_step is None
+        opening = self.tool_step is None and not self._take_tool_step()
         if self.tool_step is None:
             self.tool_step = self._new_step("tool_calls", {"type": "tool_calls", "tool_calls": []})
         fragment: dict[str, Any]
         if chunk.index not in self.calls:
-            call_id = chunk.id or new_id("call")
+            streamed = self.replay.call(self.tool_step.id, len(self.calls)) if self.replay else None
+            call_id = (streamed.id if streamed else None) or chunk.id or new_id("call")  # the id clients saw
             searching = self.search is not None and chunk.name == file_search.FUNCTION_NAME
             coding = self.code_paths is not None and chunk.name == code_tool.FUNCTION_NAME
             kind = "file_search" if searching else "code" if coding else "function"
@@ -243,6 +262,10 @@ class Turn:
                 fragment = {"index": position, "type": "code_interpreter", "code_interpreter": {"input": written}}
             else:
                 fragment = {"index": position, "type": "function", "function": {"arguments": chunk.arguments}}
+        if self.replay is not None:  # only what goes past what an earlier attempt streamed
+            fragment = self.replay.fragment(self.tool_step.id, self.calls[chunk.index], fragment)
+            if not fragment:
+                return
         delta = {
             "id": self.tool_step.id,
             "object": "thread.run.step.delta",
@@ -256,6 +279,30 @@ class Turn:
             [(ev.STEP_CREATED, step_doc), (ev.STEP_IN_PROGRESS, step_doc), (ev.STEP_DELTA, delta)],
             with_ops=[self.repo.op_put(self.ref.pk, step_sk(self.run.id, self.tool_step.id), step_doc)],
         )
+
+    def _take_message(self) -> bool:
+        """A retried turn takes over the message an earlier attempt opened, if there is one."""
+        step = self.replay.take_step("message_creation") if self.replay else None
+        if step is None or self.replay is None:
+            return False
+        message_id = step["step_details"]["message_creation"]["message_id"]
+        self.message_step = RunStep.model_validate(step)
+        self.message = Message.model_validate(self.replay.messages[message_id])
+        return True
+
+    def _take_tool_step(self) -> bool:
+        """A retried turn takes over the tool-calls step an earlier attempt opened, if there is one."""
+        step = self.replay.take_step("tool_calls") if self.replay else None
+        if step is None:
+            return False
+        self.tool_step = RunStep.model_validate(
+            {**step, "step_details": {"type": "tool_calls", "tool_calls": []}, "status": "in_progress"}
+        )
+        return True
+
+    def _replayed_close(self, object_id: str) -> bool:
+        """Whether an earlier attempt already closed this message or step (then it stays as it is)."""
+        return self.replay is not None and self.replay.closed(object_id)
 
     def _open_message(self, first_text: dict[str, Any]) -> None:
         """Create the message and its step; their four events and the first delta go in the
@@ -326,6 +373,11 @@ class Turn:
         self._flush_citations()
         if self.message is None or self.message_step is None:
             return
+        if self.replay is not None:
+            self.replay.check_text(self.message.id, "".join(self.text))
+            if self._replayed_close(self.message.id):
+                self.message = self.message.model_copy(update={"status": "incomplete" if incomplete else "completed"})
+                return
         moment = now()
         message = self.message.model_copy(
             update={
@@ -410,9 +462,23 @@ class Turn:
     def _search_arguments(self) -> str:
         return json.dumps({c["id"]: c["arguments"] for c in self.calls.values() if c["kind"] == "file_search"})
 
+    def _tool_step_id(self) -> str:
+        assert self.tool_step is not None
+        return self.tool_step.id
+
+    def _check_replayed_calls(self) -> None:
+        if self.replay is not None:
+            self.replay.check_calls(
+                self._tool_step_id(), {c["position"]: c.get("shown", 0) for c in self.calls.values()}
+            )
+
     def _finish_search_round(self, usage: Usage) -> str:
         """Every call was a search: the step completes with its results, and the run goes on."""
         assert self.tool_step is not None
+        self._check_replayed_calls()
+        if self._replayed_close(self.tool_step.id):  # an earlier attempt completed it
+            self.carried = self.carried + usage
+            return CONTINUE if not self._cancelled(force=True) else self._current_status()
         step = self.tool_step.model_copy(
             update={
                 "step_details": {"type": "tool_calls", "tool_calls": self._recorded_calls()},
@@ -443,6 +509,9 @@ class Turn:
     def _finish_code_round(self, usage: Usage) -> str:
         """The model wrote code: the step waits for its outputs, and the state machine runs it."""
         assert self.tool_step is not None
+        self._check_replayed_calls()
+        if self.replay is not None and (self.replay.current.get(self.tool_step.id) or {}).get("usage"):
+            return CODE if not self._cancelled(force=True) else self._current_status()  # recorded, and counted
         step = self.tool_step.model_copy(
             update={"step_details": {"type": "tool_calls", "tool_calls": self._recorded_calls()}, "usage": usage}
         )
@@ -458,6 +527,7 @@ class Turn:
 
     def _finish_tool_calls(self, usage: Usage) -> str:
         assert self.tool_step is not None
+        self._check_replayed_calls()
         calls = self._recorded_calls()
         step = self.tool_step.model_copy(
             update={"step_details": {"type": "tool_calls", "tool_calls": calls}, "usage": usage}
