@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import time
 import uuid
@@ -124,6 +125,22 @@ def test_same_key_and_body_get_the_first_answer_and_make_one_object(
     assert again.headers["content-type"] == first.headers["content-type"]
     listed = http.get(listing).json()["data"]
     assert [o["id"] for o in listed] == [first.json()["id"]]
+
+
+def test_an_answer_too_large_for_its_record_is_kept_in_s3_and_replayed(http: httpx.Client) -> None:
+    """256,000 characters of instructions that do not compress: over the record's 350 KB."""
+    rng = random.Random(7)
+    instructions = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(256_000))
+    body = {"model": "gpt-4o", "name": "large", "instructions": instructions}
+    key = new_key()
+
+    first = http.post("/v1/assistants", json=body, headers=keyed(key), timeout=120)
+    again = http.post("/v1/assistants", json=body, headers=keyed(key), timeout=120)
+
+    assert first.status_code == again.status_code == 200, again.text[:500]
+    assert again.content == first.content and again.headers[REPLAYED] == "true"
+    assert again.json()["instructions"] == instructions
+    assert [a["id"] for a in http.get("/v1/assistants").json()["data"]] == [first.json()["id"]]
 
 
 def test_a_thread_created_twice_with_one_key_is_one_thread(http: httpx.Client, client: OpenAI) -> None:
@@ -406,10 +423,10 @@ def test_answers_the_sdk_retries_are_not_kept() -> None:
 
     start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
     for status in (408, 409, 429, 500, 502, 503, 504):
-        assert _kept_answer({**start, "status": status}, b"{}") is None, status
-    kept = _kept_answer(start, json.dumps({"id": "asst_1"}).encode())
+        assert _kept_answer({**start, "status": status}, b"{}", "tenant") is None, status
+    kept = _kept_answer(start, json.dumps({"id": "asst_1"}).encode(), "tenant")
     assert kept is not None and kept["status"] == 200 and kept["headers"] == [["content-type", "application/json"]]
-    assert _kept_answer({**start, "status": 400}, b"{}") is not None
+    assert _kept_answer({**start, "status": 400}, b"{}", "tenant") is not None
 
 
 # ------------------------------------------------------------------ the middleware alone, on moto

@@ -548,21 +548,32 @@ def test_vector_and_file_permissions_are_least_privilege(template: dict[str, Any
 def test_every_function_that_writes_the_table_may_follow_its_large_values(template: dict[str, Any]) -> None:
     """A doc too large for an item is in the files bucket (repository/content.py): any function
     that reads or writes the table must reach it, and nothing else."""
-    from assistants_core.blobs import RUN_EVENT_TAG
+    from assistants_core.blobs import IDEMPOTENT_ANSWER_TAG, RUN_EVENT_TAG
 
     functions = {
         name: resource["Properties"]["Policies"]
         for name, resource in template["Resources"].items()
         if resource["Type"] == "AWS::Serverless::Function" and "Policies" in resource["Properties"]
     }
-    writers = {name for name, policies in functions.items() if any("DynamoDBCrudPolicy" in p for p in policies)}
-    assert {"RunsFunction", "AgentStepFunction", "RunFinalizerFunction", "MessagesFunction"} <= writers
+    readers = {
+        name
+        for name, policies in functions.items()
+        if any("DynamoDBCrudPolicy" in p or "DynamoDBReadPolicy" in p for p in policies)
+    } - {"AuthorizerFunction"}  # it reads API key items only, which are never offloaded
+    assert {
+        "RunsFunction",
+        "AgentStepFunction",
+        "RunFinalizerFunction",
+        "MessagesFunction",
+        "ModelsFunction",
+    } <= readers
     for name, policies in functions.items():
-        assert ({"Ref": "ItemContentPolicy"} in policies) == (name in writers), name
+        assert ({"Ref": "ItemContentPolicy"} in policies) == (name in readers), name
     statements = template["Resources"]["ItemContentPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statements[0]["Resource"] == [
         {"Fn::Sub": "${FilesBucket.Arn}/t/*/items/*"},
         {"Fn::Sub": "${FilesBucket.Arn}/t/*/events/*"},
+        {"Fn::Sub": "${FilesBucket.Arn}/t/*/answers/*"},
     ]
     rules = {
         rule["Id"]: rule
@@ -570,7 +581,21 @@ def test_every_function_that_writes_the_table_may_follow_its_large_values(templa
     }
     key, value = RUN_EVENT_TAG.split("=")
     assert rules["ExpireRunEvents"]["TagFilters"] == [{"Key": key, "Value": value}]
-    assert rules["ExpireRunEvents"]["ExpirationInDays"] > 7  # the run log's TTL
+    assert rules["ExpireRunEvents"]["ExpirationInDays"] >= 30  # the run log's TTL, and DynamoDB's lag deleting it
+    key, value = IDEMPOTENT_ANSWER_TAG.split("=")
+    assert rules["ExpireIdempotentAnswers"]["TagFilters"] == [{"Key": key, "Value": value}]
+    assert rules["ExpireIdempotentAnswers"]["ExpirationInDays"] * 86400 > 86400  # the records' TTL
+
+
+def test_every_api_function_may_count_a_request_against_its_key(template: dict[str, Any]) -> None:
+    """The request rate limit is an UpdateItem by every function behind the API (create_app)."""
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        events = resource["Properties"].get("Events") or {}
+        if any(event["Type"] == "Api" for event in events.values()):
+            policies = resource["Properties"]["Policies"]
+            assert any("DynamoDBCrudPolicy" in p for p in policies if isinstance(p, dict)), name
 
 
 def test_ingestion_state_machine(template: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ a part of an upload       ``t/<tenant>/uploads/<upload_id>/<part_id>``
 a store file's content   ``t/<tenant>/vector_stores/<vs_id>/<file_id>.json``
 an item's large value     ``t/<tenant>/items/<partition>/<sort key>/<attribute>/<version>.<nonce>.json``
 a large run event         ``t/<tenant>/events/<partition>/<nonce>.json``
+a large idempotent answer ``t/<tenant>/answers/<nonce>.z``
 ========================  ================================================
 
 A table item's attribute too large to keep inline (a long message, a run with long
@@ -18,7 +19,8 @@ instructions: :mod:`assistants_core.repository.content`) lives at a key of its o
 version written, so a reader never sees a half-written value; ``<partition>`` is the item's
 partition key after the tenant (``_`` for the tenant's own partition), URL-quoted. A large run
 event is tagged ``kind=run-event``: the bucket's lifecycle rule deletes it after its log item's
-TTL.
+TTL. An answer kept for an ``Idempotency-Key`` that its record cannot hold is tagged
+``kind=idempotent-answer``, deleted after its record's TTL the same way.
 
 A store file's content is kept as the JSON page its content endpoint answers with, so a large
 one can be served by a redirect to S3 as it is, like a large file's bytes.
@@ -46,6 +48,7 @@ from .config import boto_config, settings
 
 UPLOAD_PART_TAG = "kind=upload-part"
 RUN_EVENT_TAG = "kind=run-event"
+IDEMPOTENT_ANSWER_TAG = "kind=idempotent-answer"
 # A buffered Lambda response carries at most 6 MB (binary bodies grow by a third in base64):
 # larger content is a redirect to a short-lived S3 URL, which the SDKs follow.
 INLINE_BYTES = 4 * 1024 * 1024
@@ -92,6 +95,11 @@ def item_content_version(key: str) -> int | None:
 
 def event_content_key(tenant: str, partition: str) -> str:
     return f"{_tenant(tenant)}/events/{quote(partition, safe='')}/{uuid.uuid4().hex}.json"
+
+
+def idempotent_answer_key(tenant: str) -> str:
+    """An answer kept for an Idempotency-Key that its DynamoDB record cannot hold (zlib)."""
+    return f"{_tenant(tenant)}/answers/{uuid.uuid4().hex}.z"
 
 
 @dataclass(frozen=True)

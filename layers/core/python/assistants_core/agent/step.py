@@ -87,7 +87,7 @@ def _step(
     if search is not None and not outputs and run.status == "queued" and _still_ingesting(search, run):
         return WAITING
     if outputs:
-        _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events)
+        _apply_tool_outputs(repo, ref, json.loads(str(outputs)), events, replay)
         if replay is None or not replay.was_logged(ev.run_event("queued"), run.id):
             events.emit(ev.run_event("queued"), run)
     # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
@@ -152,12 +152,23 @@ def _still_ingesting(search: file_search.SearchSettings, run: Run) -> bool:
     return search.ingesting() and now() - run.created_at < settings().file_search_wait_seconds
 
 
-def _apply_tool_outputs(repo: Repository, ref: RunRef, outputs: dict[str, str], events: RunEventWriter) -> None:
-    """Complete the tool-calls step with the submitted outputs (the claim stored them on the run)."""
+def _apply_tool_outputs(
+    repo: Repository, ref: RunRef, outputs: dict[str, str], events: RunEventWriter, replay: Replay | None = None
+) -> None:
+    """Complete the tool-calls step with the submitted outputs (the claim stored them on the run).
+
+    On a retry, an earlier attempt may have completed the step and died before its event: the
+    step is then left as it is, and only its event is sent."""
     steps = repo.list(ref.pk, step_prefix(ref.run_id), limit=100, order="desc").items
     for doc in steps:
         step = RunStep.model_validate(doc)
-        if step.type != "tool_calls" or step.status != "in_progress":
+        if step.type != "tool_calls":
+            continue
+        if step.status != "in_progress":
+            answered = any(call["id"] in outputs for call in doc["step_details"].get("tool_calls", []))
+            if replay is not None and answered and not replay.was_logged(ev.STEP_COMPLETED, step.id):
+                events.emit(ev.STEP_COMPLETED, doc)
+                return
             continue
 
         def complete(current: dict[str, Any]) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..blobs import IDEMPOTENT_ANSWER_TAG, default_blob_store, idempotent_answer_key
 from ..errors import APIError
 from ..repository import default_repository
 from ..repository.idempotency import KEY_FIELD, REQUEST_FIELD, idempotency_store
@@ -58,7 +59,7 @@ MAX_KEY_CHARACTERS = 255  # as Stripe; the SDKs' keys (stainless-python-retry-<u
 # longer than any POST takes before it answers (the API functions time out within 30 s, and a
 # streamed run is kept as soon as its stream starts).
 IN_PROGRESS_SECONDS = 60
-# An answer is kept compressed in the record, which DynamoDB caps at 400 KB.
+# An answer is kept compressed in the record, which DynamoDB caps at 400 KB; a larger one in S3.
 MAX_KEPT_CHARACTERS = 350_000
 RETRIED_STATUSES = frozenset({408, 409, 429})  # with 5xx: what the SDKs retry, so never kept
 # Where a streamed answer says which run it streams (.run_stream): a list put in the request's
@@ -98,7 +99,7 @@ class IdempotencyMiddleware:
             return await _error(409, "idempotency_key_in_use", _IN_USE, scope, receive, send, retry_after="1")
         if first is not None:
             return await _replay(first.response_json_as_dict() or {}, tenant, scope, receive, send)
-        await _Exchange(store, data, scope, send).run(self.app, _replaying(body, receive))
+        await _Exchange(store, data, tenant, scope, send).run(self.app, _replaying(body, receive))
 
 
 def _tenant(scope: Scope) -> str | None:
@@ -151,8 +152,10 @@ def claim(store: DynamoDBPersistenceLayer, data: dict[str, str]) -> DataRecord |
 class _Exchange:
     """One request that holds its key: passes its answer on, and keeps or releases the key."""
 
-    def __init__(self, store: DynamoDBPersistenceLayer, data: dict[str, str], scope: Scope, send: Send) -> None:
-        self.store, self.data, self.send = store, data, send
+    def __init__(
+        self, store: DynamoDBPersistenceLayer, data: dict[str, str], tenant: str, scope: Scope, send: Send
+    ) -> None:
+        self.store, self.data, self.tenant, self.send = store, data, tenant, send
         self.streams: list[RunStream] = []  # a RunStreamResponse says here which run it streams
         self.scope = {**scope, RUN_STREAMS_SCOPE_KEY: self.streams}
         self.start: Message | None = None
@@ -188,7 +191,8 @@ class _Exchange:
         if message.get("more_body"):
             return
         assert self.start is not None
-        await self._settle(_kept_answer(self.start, b"".join(self.body)))
+        answer = await to_thread.run_sync(_kept_answer, self.start, b"".join(self.body), self.tenant)
+        await self._settle(answer)
         await self.send(self.start)
         await self.send({"type": "http.response.body", "body": b"".join(self.body)})
 
@@ -206,16 +210,24 @@ class _Exchange:
                 logger.exception("could not settle an idempotency record", extra={"kept": answer is not None})
 
 
-def _kept_answer(start: Message, body: bytes) -> dict[str, Any] | None:
-    """What the record keeps of a buffered answer (None: release the key)."""
+def _kept_answer(start: Message, body: bytes, tenant: str) -> dict[str, Any] | None:
+    """What the record keeps of a buffered answer (None: release the key). An answer its
+    record cannot hold (a run with 256,000-character instructions) is kept in S3."""
     status = int(start["status"])
     if status >= 500 or status in RETRIED_STATUSES:
         return None
-    kept = base64.b64encode(zlib.compress(body)).decode("ascii")
-    if len(kept) > MAX_KEPT_CHARACTERS:
-        return {"status": status, "too_large": len(body)}
     headers = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in start.get("headers", [])]
-    return {"status": status, "headers": headers, "body": kept}
+    compressed = zlib.compress(body)
+    kept = base64.b64encode(compressed).decode("ascii")
+    if len(kept) <= MAX_KEPT_CHARACTERS:
+        return {"status": status, "headers": headers, "body": kept}
+    key = idempotent_answer_key(tenant)
+    try:
+        default_blob_store().put(key, compressed, tagging=IDEMPOTENT_ANSWER_TAG)
+    except Exception:  # noqa: BLE001 - the request is done; a retry then runs again rather than fail
+        logger.exception("could not keep a large idempotent answer", extra={"bytes": len(body)})
+        return None
+    return {"status": status, "headers": headers, "body_s3": key}
 
 
 async def _replay(answer: dict[str, Any], tenant: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -225,13 +237,14 @@ async def _replay(answer: dict[str, Any], tenant: str, scope: Scope, receive: Re
 
         response = RunStreamResponse(default_repository(), tenant, RunStream(**answer["stream"]), headers=replayed)
         return await response(scope, receive, send)
-    if "too_large" in answer:
-        message = _TOO_LARGE.format(status=answer["status"], size=answer["too_large"])
-        return await _error(422, "idempotency_response_too_large", message, scope, receive, send)
+    if "body_s3" in answer:
+        compressed = await to_thread.run_sync(default_blob_store().get, answer["body_s3"])
+    else:
+        compressed = base64.b64decode(answer["body"])
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer["headers"]]
     headers.append((REPLAYED_HEADER.lower().encode("latin-1"), b"true"))
     await send({"type": "http.response.start", "status": answer["status"], "headers": headers})
-    await send({"type": "http.response.body", "body": zlib.decompress(base64.b64decode(answer["body"]))})
+    await send({"type": "http.response.body", "body": zlib.decompress(compressed)})
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -271,8 +284,4 @@ _REUSED = (
 _IN_USE = (
     "A request with this Idempotency-Key is still being processed. Retry it once that request has "
     "completed, to get its answer."
-)
-_TOO_LARGE = (
-    "The request with this Idempotency-Key already completed (status {status}), but its answer "
-    "({size} bytes) was too large to keep for replay. Read the object it made with a GET."
 )

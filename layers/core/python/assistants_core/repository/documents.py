@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from ..blobs import BlobStore
 from ..config import boto_config, settings
-from .conditions import ThreadSafeTable
+from .conditions import ThreadSafeTable, build_conditions
 from .content import CONTENT_KEYS, OFFLOADED, ContentStore, StaleContent, pointer_of
 from .errors import (
     ConcurrentModification,
@@ -237,7 +237,8 @@ class DocumentStore:
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item a Query finds, page after page (boto3's paginator)."""
-        for page in self.client.get_paginator("query").paginate(TableName=self.table.name, **kwargs):
+        paginator = self.client.get_paginator("query")  # its Key() conditions too: see .conditions
+        for page in paginator.paginate(TableName=self.table.name, **build_conditions(kwargs)):
             yield from page["Items"]
 
     def delete_keys(self, keys: Iterable[tuple[str, str]]) -> None:

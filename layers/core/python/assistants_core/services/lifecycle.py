@@ -210,8 +210,8 @@ def fail(repo: Repository, ref: RunRef, code: str, message: str, events: RunEven
     """End an active run as failed with ``last_error`` and close its open steps.
 
     Whatever happens, the run ends: if its doc cannot be saved (a write DynamoDB refuses as too
-    large, or its event with it), a minimal one is (:func:`_fail_minimal`), and the thread is
-    unlocked even when that fails too.
+    large, or its event with it, or its large values cannot reach S3), a minimal one is
+    (:func:`_fail_minimal`, which stays inline), and the thread is unlocked even when that fails too.
     """
     error = LastError(code=code, message=message[:1000])  # type: ignore[arg-type]
     try:
@@ -224,7 +224,7 @@ def fail(repo: Repository, ref: RunRef, code: str, message: str, events: RunEven
 
     try:
         return transition(repo, ref, "failed", allowed_from=FAILABLE, events=events, change=set_error, remove=_PARKED)
-    except ItemTooLarge:
+    except Exception:  # noqa: BLE001 - too large, S3 or DynamoDB failing, endless races: the run must still end
         logger.exception("could not save the failed run; saving a minimal one", extra={"run_id": ref.run_id})
         try:
             return _fail_minimal(repo, ref, error, events)

@@ -161,6 +161,8 @@ def create_run(
                 if attempt == 2:
                     raise
                 # The thread's run ended between the write and the read: it is free now.
+        else:  # every attempt lost a race (the last to stale slots): never answer for a run not written
+            raise ConcurrentModification(f"thread {thread_id}: too many concurrent changes")
     except ItemTooLarge as error:
         raise _run_too_large(error.key, params, extra) from None
     try:
