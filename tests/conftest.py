@@ -105,6 +105,19 @@ def stack(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="session")
+def dynamodb_local_tables(dynamodb_local_endpoint: str) -> dict[str, str]:
+    """The template's tables on the session's DynamoDB Local, created once: every local stack
+    run on it shares them (each test is a tenant of its own)."""
+    import boto3
+
+    from local.template import REGION, create_tables, load_template
+
+    credentials = {"aws_access_key_id": "localstack", "aws_secret_access_key": "localstack"}
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint, region_name=REGION, **credentials)
+    return create_tables(client, load_template())
+
+
+@pytest.fixture(scope="session")
 def stack_url(stack: Stack) -> str:
     return stack.url
 

@@ -19,11 +19,10 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from local.template import create_tables, load_template
 from tests.conftest import Stack, stack_in_background
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import TERMINAL, WEATHER_TOOL, bad_request, script, sent, wait_for
-from tests.test_local_stack_dynamodb_local import CREDENTIALS, dynamodb
+from tests.test_local_stack_dynamodb_local import CREDENTIALS
 
 MAX_INSTRUCTIONS = 256_000
 # Characters of one, two, three and four bytes of UTF-8 (the last one two UTF-16 units in JSON).
@@ -32,11 +31,11 @@ MIXED = "a\u00e9\u6307\U0001f642"
 
 @pytest.fixture(scope="module")
 def dynamodb_local_stack(
-    fake_llm: FakeLLM, dynamodb_local_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+    fake_llm: FakeLLM,
+    dynamodb_local_endpoint: str,
+    dynamodb_local_tables: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    import boto3
-
-    create_tables(boto3.client(**dynamodb(dynamodb_local_endpoint)), load_template())
     env = {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local_endpoint, **CREDENTIALS}
     with stack_in_background(fake_llm, tmp_path_factory, "stack-large-content", env) as stack:
         yield stack.result(timeout=120)[1]

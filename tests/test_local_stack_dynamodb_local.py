@@ -21,7 +21,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr
 from openai import OpenAI
 
-from local.template import REGION, create_tables, load_template
+from local.template import REGION
 from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, text, tool_calls
 from tests.harness.scenario import WEATHER_TOOL, script
@@ -45,8 +45,8 @@ def dynamodb(endpoint_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tables(dynamodb_local_endpoint: str) -> dict[str, str]:
-    return create_tables(boto3.client(**dynamodb(dynamodb_local_endpoint)), load_template())
+def tables(dynamodb_local_tables: dict[str, str]) -> dict[str, str]:
+    return dynamodb_local_tables
 
 
 @pytest.fixture(scope="module")

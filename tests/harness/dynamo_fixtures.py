@@ -139,9 +139,12 @@ def assistants_table_fixture(dynamo_engine: DynamoEngine) -> Iterator[str]:
             client.delete_table(TableName=name)
 
 
-@pytest.fixture(scope="session", name="content_blobs")
+@pytest.fixture(name="content_blobs")
 def content_blobs_fixture(moto_endpoint: str) -> BlobStore:
-    """A bucket on moto's S3 for the repository's large values (DynamoDB Local has no S3)."""
+    """A bucket on moto's S3 for the repository's large values (DynamoDB Local has no S3).
+
+    One per test: moto's server runs in this process, and a test's ``mock_aws()`` resets every
+    backend of the process when it ends, buckets included."""
     client = boto3.client("s3", endpoint_url=moto_endpoint, config=_CONFIG, **_CREDENTIALS)
     bucket = f"repository-content-{uuid.uuid4().hex[:8]}"
     client.create_bucket(Bucket=bucket)
