@@ -59,7 +59,7 @@ def _api(template: dict[str, Any]) -> dict[str, Any]:
 
 def authorizers(template: dict[str, Any]) -> dict[str, Authorizer]:
     auth = _api(template).get("Auth", {})
-    parameters = cfn.Resolver(cfn.parameter_values(template), {})  # ReauthorizeEvery may !Ref one
+    parameters = cfn.planned_resolver(template)  # ReauthorizeEvery may !Ref one
     found = {}
     for name, config in auth.get("Authorizers", {}).items():
         found[name] = Authorizer(

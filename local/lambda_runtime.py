@@ -169,6 +169,7 @@ class Functions:
         or when :meth:`kill` says, as Lambda does to a crashed or timed-out environment: its
         writes stop where they are, including those a thread of its own would still have made.
         Returns its result if it finishes first."""
+        assert fault.after_ms is not None  # a fault without it raises before any invocation
         read_fd, write_fd = os.pipe()
         process = subprocess.Popen(
             [sys.executable, "-m", "local.lambda_runtime", f"--function={name}", f"--report-fd={write_fd}"],
@@ -185,7 +186,7 @@ class Functions:
             process.stdin.close()
             report = _Report(read_fd)
             first = report.line(timeout=120)
-            wait = fault.after_ms / 1000 if fault.after_ms is not None else None
+            wait = fault.after_ms / 1000
             line = report.line(timeout=wait) if first == "started" else first
             if line is None:  # its time is up
                 process.send_signal(signal.SIGKILL)
@@ -193,7 +194,7 @@ class Functions:
                 code = process.wait()
                 if code != -signal.SIGKILL:
                     raise RuntimeError(f"{name} exited with {code} without answering")
-                detail = KILL_ERRORS[fault.error].format(seconds=(fault.after_ms or 0) / 1000)
+                detail = KILL_ERRORS[fault.error].format(seconds=fault.after_ms / 1000)
                 raise InvocationFailed(fault.error, f"RequestId: {uuid.uuid4()} Error: {detail}")
             kind, _, data = line.partition(" ")
             process.wait()
@@ -258,7 +259,7 @@ class _Report:
 
 
 def _child(argv: list[str] | None = None) -> None:
-    """The process :func:`invoke_and_kill` runs: load the function, say so, invoke it once."""
+    """The process :meth:`Functions._invoke_doomed` runs: load the function, say so, invoke it once."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--function", required=True)
     parser.add_argument("--report-fd", type=int, required=True)

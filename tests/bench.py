@@ -180,6 +180,18 @@ def start_fake(log_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], 
 STACK_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
+def shut_down(
+    stack: subprocess.Popen[bytes] | None, fake: subprocess.Popen[bytes] | None, dynamodb: Any = None
+) -> None:
+    """Stop what a benchmark started (whatever of it did start)."""
+    if stack is not None:
+        stop(stack)
+    if fake is not None:
+        terminate(fake)
+    if dynamodb is not None:
+        dynamodb.stop()
+
+
 def start_dynamodb_local() -> Any:
     """DynamoDB Local with the template's tables; raises if Java or the jar is missing."""
     import boto3
@@ -759,12 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n(total {time.perf_counter() - began:.0f} s)")
         return 0 if any(r.ok for p in phases for r in p.runs) else 1
     finally:
-        if stack is not None:
-            stop(stack)
-        if fake is not None:
-            terminate(fake)
-        if dynamodb is not None:
-            dynamodb.stop()
+        shut_down(stack, fake, dynamodb)
 
 
 if __name__ == "__main__":

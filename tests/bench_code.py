@@ -35,17 +35,13 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK's: the
 
 from openai import OpenAI  # noqa: E402
 
+from tests.bench import pct  # noqa: E402
 from tests.conftest import start_local_stack, stop  # noqa: E402
 from tests.harness.fake_llm import FakeLLM, text, tool_calls  # noqa: E402
 
 THREADS = 8
 CODE = "import pandas as pd\nlen(pd.DataFrame({'a': [1, 2, 3]}))"
 MODEL = "bench-coder"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def timed_run(client: OpenAI, thread_id: str, assistant_id: str) -> dict[str, float]:

@@ -52,9 +52,8 @@ from local import template as cfn  # noqa: E402
 from local.gateway import gateway_functions  # noqa: E402
 from local.lambda_runtime import free_port  # noqa: E402
 from local.stack import tenant_for_open_key  # noqa: E402
-from tests.bench import MODEL, start_fake  # noqa: E402
-from tests.conftest import ROOT, start_local_stack, stop  # noqa: E402
-from tests.harness.processes import terminate  # noqa: E402
+from tests.bench import MODEL, shut_down, start_fake  # noqa: E402
+from tests.conftest import ROOT, start_local_stack  # noqa: E402
 
 SAMPLES = 3
 API_KEY = "sk-bench-cold-0123456789"
@@ -132,9 +131,9 @@ class Prepared:
 
 
 def _key_id(api_key: str) -> str:
-    from assistants_core.api_keys import hash_key
+    from assistants_core.api_keys import key_id
 
-    return hash_key(api_key)[:16]  # as the authorizer's context says (functions/authorizer/app.py)
+    return key_id(api_key)  # as the authorizer's context says
 
 
 def prepare(stack_url: str, needs: set[str]) -> Prepared:
@@ -269,10 +268,7 @@ def measure(names: list[str], samples: int, workdir: Path) -> list[Row]:
             rows.append(row)
         return rows
     finally:
-        if stack is not None:
-            stop(stack)
-        if fake is not None:
-            terminate(fake)
+        shut_down(stack, fake)
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -57,9 +57,15 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK flags 
 import httpx  # noqa: E402
 
 from local.lambda_runtime import free_port  # noqa: E402
-from tests.bench import STACK_CREDENTIALS, Background, pct, start_dynamodb_local, start_fake  # noqa: E402
-from tests.conftest import start_local_stack, stop  # noqa: E402
-from tests.harness.processes import terminate  # noqa: E402
+from tests.bench import (  # noqa: E402
+    STACK_CREDENTIALS,
+    Background,
+    pct,
+    shut_down,
+    start_dynamodb_local,
+    start_fake,
+)
+from tests.conftest import start_local_stack  # noqa: E402
 from tests.harness.sse import parse_sse  # noqa: E402
 
 TTFT, TPS, WORDS = 0.3, 50.0, 20  # the fake model: first token, tokens per second, tokens per answer
@@ -518,12 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'PASS' if ok else 'FAIL'} (total {time.perf_counter() - began:.0f} s)")
         return 0 if ok else 1
     finally:
-        if stack is not None:
-            stop(stack)
-        if fake is not None:
-            terminate(fake)
-        if dynamodb is not None:
-            dynamodb.stop()
+        shut_down(stack, fake, dynamodb)
 
 
 if __name__ == "__main__":

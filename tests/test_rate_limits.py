@@ -21,7 +21,7 @@ from openai import OpenAI
 from local.lambda_runtime import free_port
 from tests.conftest import stack_in_background
 from tests.harness.fake_llm import FakeLLM, server_error, text, tool_calls
-from tests.harness.scenario import TERMINAL, fake_name
+from tests.harness.scenario import TERMINAL, fake_name, wait_for
 
 RATE, BURST, RUNS = 2, 10, 2
 WEATHER_TOOL: dict[str, Any] = {
@@ -199,12 +199,7 @@ class Key:
         return thread_id, run.id
 
     def wait(self, thread_id: str, run_id: str, statuses: set[str], timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-            if run.status in statuses or time.monotonic() > deadline:
-                return run
-            time.sleep(0.3)
+        return wait_for(self.client, thread_id, run_id, statuses, timeout)
 
     def refused_run(self, thread_id: str) -> dict[str, Any]:
         """Create a run that must be over the runs limit; the 429's body (waiting out any

@@ -14,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from assistants_core.api_keys import hash_key, parse_bearer, tenant_for_key
+from assistants_core.api_keys import key_id, parse_bearer, tenant_for_key
 from assistants_core.repository import default_repository
 from assistants_core.request_size import MAX_REQUEST_BYTES
 
@@ -35,7 +35,7 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def _policy(tenant: str, effect: str, resource: str, key_id: str) -> dict[str, Any]:
+def _policy(tenant: str, effect: str, resource: str, key: str) -> dict[str, Any]:
     return {
         "principalId": tenant,
         "policyDocument": {
@@ -43,7 +43,7 @@ def _policy(tenant: str, effect: str, resource: str, key_id: str) -> dict[str, A
             "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
         },
         # keyId: whose rate limits the request counts against (a hash prefix, never the key).
-        "context": {"tenantId": tenant, "keyId": key_id},
+        "context": {"tenantId": tenant, "keyId": key},
     }
 
 
@@ -55,12 +55,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     tenant = tenant_for_key(default_repository(), api_key) if api_key else None
     if tenant is None:
         raise Exception("Unauthorized")  # API Gateway answers 401 (see the gateway responses)
-    key_id = hash_key(api_key or "")[:16]
+    key = key_id(api_key or "")
     if request:
         length = _header(event, "content-length") or ""
         if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
             logger.info("request too large for Lambda", extra={"bytes": int(length), "limit": MAX_REQUEST_BYTES})
-            return _policy(tenant, "Deny", event["methodArn"], key_id)
+            return _policy(tenant, "Deny", event["methodArn"], key)
         # Not cached (ReauthorizeEvery 0): allow exactly this request.
-        return _policy(tenant, "Allow", event["methodArn"], key_id)
-    return _policy(tenant, "Allow", _any_route(event["methodArn"]), key_id)
+        return _policy(tenant, "Allow", event["methodArn"], key)
+    return _policy(tenant, "Allow", _any_route(event["methodArn"]), key)

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from .ids import now
 from .repository import API_KEY_PREFIX, API_KEYS_PK, ConcurrentModification, Repository
+from .repository.errors import is_conditional_failure
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # A key's last use is recorded at most this often: the authorizer (which API Gateway calls only
@@ -43,6 +44,11 @@ class ApiKeyRecord:
 
 def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def key_id(api_key: str) -> str:
+    """What the authorizer's context names a key by (rate limits count against it): never the key."""
+    return hash_key(api_key)[:16]
 
 
 def parse_bearer(authorization: str | None) -> str | None:
@@ -106,7 +112,7 @@ def record_use(repo: Repository, item: dict[str, Any]) -> None:
             ExpressionAttributeValues={":now": int(current)},
         )
     except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+        if not is_conditional_failure(error):
             logger.warning(
                 "could not record an API key's use",
                 extra={"key_hash": str(item.get("key_hash", ""))[:12], "error": str(error)},

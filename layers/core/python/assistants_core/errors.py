@@ -13,6 +13,7 @@ from typing import Any
 class APIError(Exception):
     status_code = 400
     error_type = "invalid_request_error"
+    headers: dict[str, str] | None = None  # sent with the error's response (a 429's retry-after)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

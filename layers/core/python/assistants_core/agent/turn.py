@@ -282,8 +282,10 @@ class Turn:
 
     def _take_message(self) -> bool:
         """A retried turn takes over the message an earlier attempt opened, if there is one."""
-        step = self.replay.take_step("message_creation") if self.replay else None
-        if step is None or self.replay is None:
+        if self.replay is None:
+            return False
+        step = self.replay.take_step("message_creation")
+        if step is None:
             return False
         message_id = step["step_details"]["message_creation"]["message_id"]
         self.message_step = RunStep.model_validate(step)

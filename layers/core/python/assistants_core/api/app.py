@@ -53,7 +53,7 @@ def download_response(download: Download, media_type: str) -> Response:
 
 
 def error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=getattr(error, "headers", None))
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
 
 async def _api_error(_: Request, error: Exception) -> JSONResponse:

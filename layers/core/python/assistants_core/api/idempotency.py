@@ -45,7 +45,7 @@ from ..errors import APIError
 from ..repository import default_repository
 from ..repository.idempotency import KEY_FIELD, REQUEST_FIELD, idempotency_store
 from ..request_size import MAX_REQUEST_BYTES
-from .auth import request_context
+from .auth import caller_of
 
 if TYPE_CHECKING:
     from .run_stream import RunStream
@@ -80,7 +80,8 @@ class IdempotencyMiddleware:
         key = headers.get(HEADER)
         if key is None:
             return await self.app(scope, receive, send)
-        tenant = _tenant(scope)
+        caller = caller_of(Request(scope))
+        tenant = caller.tenant if caller else None
         length = headers.get("content-length", "")
         if tenant is None or (length.isdigit() and int(length) > MAX_REQUEST_BYTES):
             return await self.app(scope, receive, send)  # the app answers 401s and 413s itself
@@ -100,12 +101,6 @@ class IdempotencyMiddleware:
         if first is not None:
             return await _replay(first.response_json_as_dict() or {}, tenant, scope, receive, send)
         await _Exchange(store, data, tenant, scope, send).run(self.app, _replaying(body, receive))
-
-
-def _tenant(scope: Scope) -> str | None:
-    authorizer = request_context(Request(scope)).get("authorizer") or {}
-    tenant = authorizer.get("tenantId") if isinstance(authorizer, dict) else None
-    return str(tenant) if tenant else None
 
 
 def request_hash(scope: Scope, headers: Headers, body: bytes) -> str:

@@ -8,8 +8,6 @@ its first bytes). Requests without an authorizer context (``/health``) are not c
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools import Logger
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -35,7 +33,7 @@ class RequestRateLimit:
         try:
             quota: RequestQuota = await run_in_threadpool(take_request, default_repository(), caller, limit)
         except RateLimitError as refused:
-            return await _refuse(send, refused)
+            return await _refuse(scope, receive, send, refused)
         except Exception:
             # The limit protects the service; an outage of its table must not take the API down.
             logger.exception("request rate limit unavailable; request allowed", extra={"key_id": caller.key_id})
@@ -50,12 +48,7 @@ class RequestRateLimit:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _refuse(send: Send, refused: RateLimitError) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, refused: RateLimitError) -> None:
     from .app import error_response  # the app module installs this middleware
 
-    response = error_response(refused)
-
-    async def no_body() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    await response({"type": "http"}, no_body, send)
+    await error_response(refused)(scope, receive, send)

@@ -11,7 +11,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from .content import CONTENT_KEYS, pointer_of
-from .documents import TTL_ATTRIBUTE, Doc, DocumentStore, _fresh
+from .documents import TTL_ATTRIBUTE, Doc, DocumentStore
 from .errors import (
     ConcurrentModification,
     EventSequenceTaken,
@@ -130,7 +130,7 @@ class RunLog(DocumentStore):
         ]
         pointers = [pointer for *_, pointer in events if pointer]
         if pointers:  # never replaced, so never stale: only the lifecycle rule deletes them, after the TTL
-            fetched = iter(_fresh(lambda: self.content.fetch(pointers)))
+            fetched = iter(self.content.fetch(pointers))
             events = [(seq, name, next(fetched) if pointer else data, pointer) for seq, name, data, pointer in events]
         return EventPage([(seq, name, data) for seq, name, data, _ in events], has_more="LastEvaluatedKey" in response)
 
