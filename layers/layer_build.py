@@ -6,12 +6,17 @@ version, or not at all:
 
     python layer_build.py freeze STAGE > constraints.txt     # name==version of every distribution
     python layer_build.py leave-out STAGE TARGET             # delete from TARGET what STAGE holds
+    python layer_build.py architecture TEMPLATE LAYER        # the layer's BuildArchitecture
+
+`sam build` runs a makefile build without telling it the architecture (aws-lambda-builders'
+custom_make workflow passes ARTIFACTS_DIR only), so layers/platform.mk asks the template.
 """
 
 from __future__ import annotations
 
 import csv
 import pathlib
+import re
 import shutil
 import sys
 
@@ -43,11 +48,24 @@ def leave_out(stage: pathlib.Path, target: pathlib.Path) -> None:
     print(f"{target.parent.name}: left out {len(left_out)} distributions that the layers below ship")
 
 
+def architecture(template: pathlib.Path, layer: str) -> str:
+    """The Metadata BuildArchitecture of the resource ``layer`` in the SAM template. Read with a
+    pattern, not a YAML parser: the build's Python has only the standard library, and the
+    template's short-form tags (!Ref, !Sub) need a loader of their own."""
+    block = re.search(rf"^  {re.escape(layer)}:\n((?:    .*\n|\s*\n)+)", template.read_text(), re.MULTILINE)
+    found = re.findall(r"^      BuildArchitecture: (arm64|x86_64)\s*$", block.group(1) if block else "", re.MULTILINE)
+    if len(found) != 1:
+        raise SystemExit(f"{template}: {layer} has no Metadata BuildArchitecture (arm64 or x86_64)")
+    return found[0]
+
+
 if __name__ == "__main__":
     command, *paths = sys.argv[1:]
     if command == "freeze":
         freeze(pathlib.Path(paths[0]))
     elif command == "leave-out":
         leave_out(pathlib.Path(paths[0]), pathlib.Path(paths[1]))
+    elif command == "architecture":
+        print(architecture(pathlib.Path(paths[0]), paths[1]))
     else:
         raise SystemExit(f"unknown command {command!r}")

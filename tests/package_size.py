@@ -19,7 +19,9 @@ MIB = 1024 * 1024
 BUILD_DIR = Path(os.environ.get("SAM_BUILD_DIR") or cfn.ROOT / ".aws-sam" / "build")
 # Layers this project does not build, by the ARN's layer name: their unzipped size, as published.
 # The Lambda Web Adapter's layer holds one static binary (lambda-adapter, about 3 MB in 0.8/0.9).
-EXTERNAL_LAYERS = {"LambdaAdapterLayerX86": 4_000_000}
+EXTERNAL_LAYERS = {"LambdaAdapterLayerArm64": 4_000_000, "LambdaAdapterLayerX86": 4_000_000}
+# ELF e_machine values (EM_X86_64, EM_AARCH64), by Lambda's name for the architecture.
+ELF_MACHINES = {62: "x86_64", 183: "arm64"}
 
 
 def tree_size(path: Path) -> int:
@@ -43,6 +45,25 @@ def function_layers(name: str, template: dict | None = None) -> list[str | dict]
     global_layers = template.get("Globals", {}).get("Function", {}).get("Layers", [])
     own = template["Resources"][name]["Properties"].get("Layers", [])
     return [*global_layers, *own]
+
+
+def function_architecture(name: str, template: dict | None = None) -> str:  # type: ignore[type-arg]
+    """Lambda's name for a function's architecture: its own, else the Globals' (x86_64 without either)."""
+    template = template or cfn.load_template()
+    default = template.get("Globals", {}).get("Function", {}).get("Architectures", ["x86_64"])
+    (architecture,) = template["Resources"][name]["Properties"].get("Architectures", default)
+    return str(architecture)
+
+
+def elf_architecture(path: Path) -> str | None:
+    """The architecture an ELF file (a shared library, an executable) was built for; None for any
+    other file. Read from the header (e_machine, in the byte order EI_DATA names)."""
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return ELF_MACHINES.get(machine, f"e_machine {machine}")
 
 
 def layer_name(layer: str | dict) -> str:  # type: ignore[type-arg]

@@ -85,6 +85,9 @@ def test_the_builds_require_hashes() -> None:
         assert flags and "--require-hashes" in flags.group(1), f"layers/{layer}/Makefile"
         installs = [line for line in makefile.splitlines() if "pip install" in line]
         assert installs and all("$(PIP_TARGET_FLAGS)" in line for line in installs), installs
+        # Each names its platform (layers/platform.mk): Lambda's, or this machine's for a step
+        # that imports the layer here; never pip's default, the build machine's.
+        assert all("$(FOR_LAMBDA)" in line or "$(FOR_HOST)" in line for line in installs), installs
     # The dev environment installs the direct dependencies (the .in files), not the locks, whose
     # hashes would put its whole install in hash-checking mode.
     dev = Path(ROOT / "requirements-dev.txt").read_text()

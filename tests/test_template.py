@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from assistants_core.request_size import TOO_LARGE_MESSAGE
 from local import template as cfn
 
 ROOT = cfn.ROOT
-LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerX86:25"
+LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:25"
 
 # Every route of the API and the function that serves it.
 ROUTES: dict[tuple[str, str], str] = {
@@ -433,13 +434,37 @@ def test_web_adapter_functions_start_uvicorn_on_their_app() -> None:
 
 def test_globals(template: dict[str, Any]) -> None:
     glob = template["Globals"]["Function"]
-    assert glob["Runtime"] == "python3.12" and glob["Architectures"] == ["x86_64"]
+    assert glob["Runtime"] == "python3.12" and glob["Architectures"] == ["arm64"]
     assert glob["Tracing"] == "Active"
     assert glob["Layers"] == [{"Ref": "CoreLayer"}]
     # the state machine references the functions: a global STATE_MACHINE_ARN would be a cycle
     assert "STATE_MACHINE_ARN" not in glob["Environment"]["Variables"]
     assert template["Resources"]["RunsFunction"]["Properties"]["Timeout"] == 900
     assert template["Resources"]["AgentStepFunction"]["Properties"]["Timeout"] == 900
+
+
+def test_the_functions_and_the_layers_they_carry_share_one_architecture(template: dict[str, Any]) -> None:
+    """arm64 everywhere: no function overrides the Globals' architecture, each layer is built for
+    it (its Makefile reads BuildArchitecture, as layers/layer_build.py does here) and declares it,
+    and the Lambda Web Adapter's layer is the one for it."""
+    (arch,) = template["Globals"]["Function"]["Architectures"]
+    for name, spec in cfn.resources(template, "AWS::Serverless::Function").items():
+        assert "Architectures" not in spec["Properties"], name
+    layers = cfn.resources(template, "AWS::Serverless::LayerVersion")
+    assert set(layers) == {"CoreLayer", "ModelsLayer", "IngestLayer"}
+    for name, spec in layers.items():
+        assert spec["Properties"]["CompatibleArchitectures"] == [arch], name
+        assert spec["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": arch}, name
+        built_for = subprocess.run(
+            [sys.executable, ROOT / "layers" / "layer_build.py", "architecture", cfn.TEMPLATE_PATH, name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert built_for.stdout.strip() == arch, name
+    adapter = {"arm64": "LambdaAdapterLayerArm64", "x86_64": "LambdaAdapterLayerX86"}[arch]
+    runs_layers = template["Resources"]["RunsFunction"]["Properties"]["Layers"]
+    assert [layer["Fn::Sub"].split(":")[-2] for layer in runs_layers] == [adapter]
 
 
 def test_the_table(template: dict[str, Any]) -> None:
