@@ -68,10 +68,12 @@ bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 # The layers' requirements.txt are locks: every package, transitive ones too, pinned with the
 # sha256 of each of its files on PyPI, and `sam build` installs them with --require-hashes, so a
 # release replaced or published after the lock cannot enter a build. Edit the direct
-# dependencies in layers/*/requirements.in, then `make lock` (Python 3.12 on Linux x86_64
-# resolves as Lambda's python3.12 does). models and ingest are resolved within core's versions
-# (they share /opt/python), ingest within models' too. This machine's pip configuration (extra
-# indexes, find-links) is ignored: hashes are PyPI's.
+# dependencies in layers/*/requirements.in, then `make lock` (Python 3.12 on Linux resolves as
+# Lambda's python3.12 does; the locks hold every wheel's hash, for either architecture, and a
+# dependency that only arm64 needed would be missing from a lock made on x86_64: the arm64
+# build's --require-hashes install would then fail). models and ingest are resolved within
+# core's versions (they share /opt/python), ingest within models' too. This machine's pip
+# configuration (extra indexes, find-links) is ignored: hashes are PyPI's.
 LOCK := .venv-lock
 PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
 	$(LOCK)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-config \
