@@ -7,15 +7,19 @@ restore (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-uniqueness.html)
 
 - provider credentials loaded from SSM or Secrets Manager: a key rotated since the snapshot must
   be read again (``model.load_provider_credentials(force=True)``, when init loaded them);
-- boto3: the default session's resolved credentials, and the cached clients with their connection
-  pools (sockets open when the snapshot was taken are dead after it): the clients are dropped and
-  built again on first use, from a new session that keeps the loaded service models;
-- Powertools Parameters' providers (a boto3 client each) and their cache;
+- boto3: every client's connection pool (sockets open when the snapshot was taken are dead after
+  it, and a request on one may wait for its read timeout): the pools are closed, the clients
+  kept (building one again costs 0.1-0.3 s here), and they connect afresh on their next request;
+  new clients come from a new default session (credentials resolved again, the loaded service
+  models kept);
+- Powertools Parameters' cached values;
 - litellm's cached HTTP clients (openai's httpx pools), if litellm is loaded;
 - the ``random`` module's state, or every restored environment would draw the same numbers.
   Ids use ``secrets`` (the kernel's generator), not ``random``.
 
-A SnapStart function opts in with one line in its init: ``import assistants_core.snapstart``.
+A SnapStart function opts in with one line in its init, before anything makes a boto3 client:
+``import assistants_core.snapstart`` (it records each botocore HTTP session made from then on, by
+wrapping ``URLLib3Session.__init__``, so that the hooks can close them all, Powertools' too).
 The hooks are registered with ``snapshot_restore_py``, which Lambda's Python runtime provides
 (and so does the local stack's, ``local/runtime/``). Where neither runtime runs the code (a unit
 test importing a handler, ``tests.bench_cold``), the module is absent and nothing is registered:
@@ -24,41 +28,49 @@ without a runtime there is no snapshot either.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import random
 import sys
 import time
+import weakref
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 logger = Logger()
 
-# Module-level caches (functools.lru_cache) that hold boto3 clients: (module, function). Only
-# modules already imported are touched, so the hook imports nothing the function did not.
-# tests/test_snapstart.py fails if a cache of a boto3 client is missing here.
-CLIENT_CACHES: tuple[tuple[str, str], ...] = (
-    ("assistants_core.repository", "default_repository"),
-    ("assistants_core.repository.idempotency", "_base_layer"),
-    ("assistants_core.blobs", "default_blob_store"),
-    ("assistants_core.orchestrator", "default_orchestrator"),
-    ("assistants_core.services.ingestion", "default_ingestion"),
-    ("assistants_core.vectors.s3vectors", "_client"),
-    ("assistants_core.vectors.s3vectors", "index_named"),
-    ("assistants_core.code_interpreter.sandbox", "_client"),
-)
+# Every botocore HTTP session made after this module is imported (one per client): the hooks close
+# their pools. A SnapStart function imports this module before it makes any client.
+_http_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def forget_clients() -> None:
-    """Drop every cached boto3 client (and what holds one); they are built again on first use."""
-    for module_name, function in CLIENT_CACHES:
-        module = sys.modules.get(module_name)
-        if module is not None:
-            getattr(module, function).cache_clear()
+def _track_http_sessions() -> None:
+    from botocore.httpsession import URLLib3Session
+
+    original = URLLib3Session.__init__
+    if getattr(original, "tracked_by_snapstart", False):
+        return
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        _http_sessions.add(self)
+
+    init.tracked_by_snapstart = True  # type: ignore[attr-defined]
+    URLLib3Session.__init__ = init  # type: ignore[method-assign]
+
+
+def close_connections() -> None:
+    """Close every client's pooled connections (the clients stay usable) and drop cached HTTP
+    clients and parameter values."""
+    for session in list(_http_sessions):
+        session.close()
     if "aws_lambda_powertools.utilities.parameters" in sys.modules:
-        from aws_lambda_powertools.utilities import parameters
+        from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-        parameters.clear_caches()  # its providers and their boto3 clients too
+        for provider in DEFAULT_PROVIDERS.values():
+            provider.clear_cache()
     litellm = sys.modules.get("litellm")
     if litellm is not None and hasattr(litellm, "in_memory_llm_clients_cache"):
         litellm.in_memory_llm_clients_cache.flush_cache()
@@ -78,7 +90,7 @@ def renew_session() -> None:
 
 def before_snapshot() -> None:
     """Close what init opened rather than freeze it into the snapshot."""
-    forget_clients()
+    close_connections()
 
 
 def after_restore() -> None:
@@ -86,7 +98,7 @@ def after_restore() -> None:
     started = time.perf_counter()
     random.seed()  # from os.urandom: this environment's own sequence
     renew_session()
-    forget_clients()
+    close_connections()
     model = sys.modules.get("assistants_core.agent.model")
     if model is not None and model._credentials_loaded:
         model.load_provider_credentials(force=True)
@@ -102,6 +114,7 @@ def register() -> bool:
         hooks = importlib.import_module("snapshot_restore_py")
     except ImportError:
         return False  # no Lambda runtime (unit tests, benchmarks): no snapshot, nothing to redo
+    _track_http_sessions()
     hooks.register_before_snapshot(before_snapshot)
     hooks.register_after_restore(after_restore)
     return True
