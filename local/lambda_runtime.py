@@ -21,11 +21,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from . import template as cfn
 
+# What Lambda's Python runtime has on its path beside the function's code and layers: here, the
+# SnapStart hooks module (snapshot_restore_py).
+RUNTIME_PATH = Path(__file__).resolve().parent / "runtime"
 # Variables that configure the Lambda Web Adapter itself, not the app: never applied locally.
 ADAPTER_ONLY_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "PORT", "AWS_LWA_PORT"}
 FAULTS_PATH = "/_local/faults"  # not part of the API: lets tests crash a function on purpose
@@ -97,9 +101,13 @@ class Functions:
     def __init__(self, specs: dict[str, cfn.FunctionSpec]) -> None:
         self.specs = specs
         layer = str(cfn.ROOT / "layers" / "core" / "python")  # the layer, on the path as /opt/python is
-        if layer not in sys.path:
-            sys.path.insert(0, layer)
+        for path in (layer, str(RUNTIME_PATH)):
+            if path not in sys.path:
+                sys.path.insert(0, path)
         self._modules: dict[str, ModuleType] = {}
+        # SnapStart functions whose snapshot was taken and whose next invocation runs in a restored
+        # environment: the after-restore hooks run first (see _restore).
+        self._awaiting_restore: set[str] = set()
         self._lock = threading.RLock()
         self.faults: dict[str, Fault] = {}  # function name -> invocations that fail (tests)
         self.doomed: dict[str, set[subprocess.Popen[bytes]]] = {}  # processes of faulted invocations
@@ -114,15 +122,46 @@ class Functions:
                 module = importlib.util.module_from_spec(module_spec)
                 module_spec.loader.exec_module(module)
                 self._modules[name] = module
+                if spec.snap_start:  # Lambda snapshots the environment once its init is done
+                    run_before_snapshot()
+                    self._awaiting_restore.add(name)
             return self._modules[name]
 
     def handler(self, name: str) -> Callable[[Any, Any], Any]:
         attribute = self.specs[name].handler.rsplit(".", 1)[-1]
-        return getattr(self.module(name), attribute)  # type: ignore[no-any-return]
+        handler = getattr(self.module(name), attribute)
+        self._restore(name)
+        return handler  # type: ignore[no-any-return]
 
     def asgi_app(self, name: str) -> Any:
         """The FastAPI app that the function serves (behind mangum or the Web Adapter)."""
-        return self.module(name).app
+        app = self.module(name).app
+        self._restore(name)
+        return app
+
+    def restore(self, name: str) -> tuple[int, bytes]:
+        """The function's next invocation runs in an environment freshly restored from its
+        snapshot, as when Lambda scales a SnapStart function out (tests: ``{"function": name,
+        "restore": true}`` on ``/_local/faults``)."""
+        if not self.specs[name].snap_start:
+            return api_error(400, f"{name} does not have SnapStart (SnapStart.ApplyOn PublishedVersions)")
+        self.module(name)
+        with self._lock:
+            self._awaiting_restore.add(name)
+        return 200, json.dumps({"function": name, "restore": True}).encode()
+
+    def _restore(self, name: str) -> None:
+        """Before a restored environment's first invocation: the after-restore hooks, in the order
+        they were registered. One that raises fails the invocation (``Runtime.AfterRestoreError``,
+        as Lambda reports it) and the next invocation restores again."""
+        with self._lock:
+            if name not in self._awaiting_restore:
+                return
+            try:
+                run_after_restore()
+            except Exception as error:
+                raise InvocationFailed("Runtime.AfterRestoreError", f"{type(error).__name__}: {error}") from error
+            self._awaiting_restore.discard(name)
 
     def invoke(self, name: str, payload: Any) -> Any:
         with self._lock:
@@ -144,6 +183,8 @@ class Functions:
         name = request.get("function")
         if name not in self.specs:
             return api_error(400, f"unknown function {name!r}")
+        if request.get("restore"):
+            return self.restore(str(name))
         if request.get("kill"):
             return 200, json.dumps({"function": name, "killed": self.kill(str(name))}).encode()
         after_ms = request.get("after_ms")
@@ -214,6 +255,24 @@ class Functions:
         """Import every function now, so that its first invocation is not slow."""
         for name in self.specs:
             self.module(name)
+
+
+def run_before_snapshot() -> None:
+    """The before-snapshot hooks, last registered first, each once (AWS's runtime pops them)."""
+    import snapshot_restore_py
+
+    hooks = snapshot_restore_py.get_before_snapshot()
+    while hooks:
+        func, args, kwargs = hooks.pop()
+        func(*args, **kwargs)
+
+
+def run_after_restore() -> None:
+    """The after-restore hooks, in the order they were registered (they run at every restore)."""
+    import snapshot_restore_py
+
+    for func, args, kwargs in list(snapshot_restore_py.get_after_restore()):
+        func(*args, **kwargs)
 
 
 def apply_function_environment(specs: dict[str, cfn.FunctionSpec], resolver: cfn.Resolver) -> None:

@@ -16,7 +16,8 @@ services with the functions Step Functions invokes. What runs where, and stands 
 n}`` (tests only) makes the next n invocations of a function crash, in whichever process runs it
 (with ``"after_ms": ms`` they are killed that long into their handler, as Lambda kills a crashed
 or timed-out environment, or sooner by ``{"function": name, "kill": true}``; see
-:class:`local.lambda_runtime.Fault`);
+:class:`local.lambda_runtime.Fault`); ``{"function": name, "restore": true}`` makes a SnapStart
+function's next invocation run in a freshly restored environment (its after-restore hooks first);
 ``{"operation": name, "error": code, "times": n}`` makes the next n calls of an emulated AWS
 operation answer that error (AgentCore Code Interpreter operations, see
 :meth:`local.emulator.agentcore.AgentCore.inject_fault`).

@@ -60,6 +60,7 @@ class FunctionSpec:
     handler: str
     environment: dict[str, Any]
     events: dict[str, dict[str, Any]]
+    snap_start: bool = False  # SnapStart.ApplyOn resolves to PublishedVersions
 
 
 # What the local stack deploys with where a template default would need AWS: an embedding model
@@ -115,17 +116,21 @@ def parse_assignments(raw: str) -> dict[str, str]:
 
 def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
     template = template or load_template()
-    global_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    global_function = template.get("Globals", {}).get("Function", {})
+    global_env = global_function.get("Environment", {}).get("Variables", {})
+    resolver = planned_resolver(template)
     specs = {}
     for name, res in resources(template, "AWS::Serverless::Function").items():
         props = res["Properties"]
         env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
+        snap_start = resolver.resolve(props.get("SnapStart", global_function.get("SnapStart", {})))
         specs[name] = FunctionSpec(
             logical_id=name,
             code_uri=ROOT / props["CodeUri"],
             handler=props["Handler"],
             environment=env,
             events=props.get("Events", {}),
+            snap_start=snap_start.get("ApplyOn") == "PublishedVersions",
         )
     return specs
 
@@ -260,9 +265,12 @@ def planned_resolver(template: dict[str, Any]) -> Resolver:
     physical = parameter_values(template)
     physical.update({name: name for name in table_definitions(template)})
     arns: dict[str, str] = {}
-    for name in resources(template, "AWS::Serverless::Function"):
+    for name, resource in resources(template, "AWS::Serverless::Function").items():
         physical[name] = name
         arns[name] = function_arn(name)
+        alias = resource["Properties"].get("AutoPublishAlias")
+        if alias:  # !Ref <function>.Alias (SAM's) and SAM's alias resource: the alias's ARN
+            physical[f"{name}.Alias"] = physical[f"{name}Alias{alias}"] = f"{function_arn(name)}:{alias}"
     for name in resources(template, "AWS::Serverless::StateMachine"):
         arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
         physical[name] = arn  # !Ref of a state machine is its ARN

@@ -306,7 +306,14 @@ def test_the_state_machine(transformed: dict[str, Any]) -> None:
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD"  # EXPRESS cannot wait for a task token
     assert props["DefinitionSubstitutions"] == {
-        "AgentStepFunctionArn": {"Fn::GetAtt": ["AgentStepFunction", "Arn"]},
+        # The alias with SnapStart, $LATEST without (test_snapstart_on_the_agent_step).
+        "AgentStepFunctionArn": {
+            "Fn::If": [
+                "UseSnapStart",
+                {"Ref": "AgentStepFunctionAliaslive"},
+                {"Fn::GetAtt": ["AgentStepFunction", "Arn"]},
+            ]
+        },
         "CodeInterpreterFunctionArn": {"Fn::GetAtt": ["CodeInterpreterFunction", "Arn"]},
         "RunFinalizerFunctionArn": {"Fn::GetAtt": ["RunFinalizerFunction", "Arn"]},
         "TableName": {"Ref": "AssistantsTable"},
@@ -317,6 +324,42 @@ def test_the_state_machine(transformed: dict[str, Any]) -> None:
     }
     assert invoked == {"AgentStepFunction", "CodeInterpreterFunction", "RunFinalizerFunction"}
     assert any("dynamodb:UpdateItem" in _actions(s) for s in statements)  # updateItem.waitForTaskToken
+
+
+def test_snapstart_on_the_agent_step(template: dict[str, Any], transformed: dict[str, Any]) -> None:
+    """SnapStart where it pays (README, SnapStart), on published versions behind an alias that the
+    state machine calls, and a parameter that turns it off."""
+    parameter = template["Parameters"]["SnapStart"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("Enabled", ["Enabled", "Disabled"])
+    assert template["Conditions"]["UseSnapStart"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "Enabled"]}
+    resources = transformed["Resources"]
+    with_snapstart = {
+        name
+        for name, res in resources.items()
+        if res["Type"] == "AWS::Lambda::Function" and "SnapStart" in res["Properties"]
+    }
+    assert with_snapstart == {"AgentStepFunction"}
+    agent = resources["AgentStepFunction"]["Properties"]
+    assert agent["SnapStart"] == {"ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}}
+    alias = resources["AgentStepFunctionAliaslive"]
+    assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == "live"
+    version = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+    assert resources[version]["Type"] == "AWS::Lambda::Version"
+    # A new version when a layer changes (the function's own code is a few lines): SAM hashes every
+    # property, the layers' logical ids included, with AutoPublishAliasAllProperties.
+    assert template["Resources"]["AgentStepFunction"]["Properties"]["AutoPublishAliasAllProperties"] is True
+    # LambdaInvokePolicy grants function:<name>*, which covers the alias ARN (<name>:live).
+    statements = _statements(transformed, resources["RunStateMachine"]["Properties"]["RoleArn"]["Fn::GetAtt"][0])
+    (invoke,) = [
+        s
+        for s in statements
+        if "lambda:InvokeFunction" in _actions(s)
+        and s["Resource"]["Fn::Sub"][1]["functionName"]["Ref"] == "AgentStepFunction"
+    ]
+    assert invoke["Resource"]["Fn::Sub"][0].endswith(":function:${functionName}*")
+    # Nothing else invokes the agent step ($LATEST would never be restored from a snapshot).
+    everything_else = json.dumps({k: v for k, v in resources.items() if k != "RunStateMachine"})
+    assert '["AgentStepFunction", "Arn"]' not in everything_else
 
 
 _READS = (
@@ -671,13 +714,10 @@ def test_the_state_machine_definition(template: dict[str, Any]) -> None:
     asl = (ROOT / props["DefinitionUri"]).read_text()
     used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", asl))
     assert used <= set(substitutions), f"the ASL uses undefined substitutions: {used - set(substitutions)}"
-    arns = {
-        name: f"arn:aws:lambda:{cfn.REGION}:{cfn.ACCOUNT}:function:{name}"
-        for name in ("AgentStepFunction", "CodeInterpreterFunction", "RunFinalizerFunction")
-    }
-    definition = json.loads(
-        cfn.state_machine_definition("RunStateMachine", cfn.Resolver({"AssistantsTable": "t"}, arns))
-    )
+    resolver = cfn.planned_resolver(template)  # the template's conditions too (SnapStart's alias)
+    definition = json.loads(cfn.state_machine_definition("RunStateMachine", resolver))
+    agent = f"arn:aws:lambda:{cfn.REGION}:{cfn.ACCOUNT}:function:AgentStepFunction:live"
+    assert {s.get("Parameters", {}).get("FunctionName") for s in definition["States"].values()} >= {agent}
     assert definition["StartAt"] in definition["States"]
     assert "${" not in json.dumps(definition)
     states = definition["States"]

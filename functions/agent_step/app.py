@@ -5,6 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+import assistants_core.snapstart  # noqa: F401 - SnapStart: after a restore, fresh credentials, clients, random
 from assistants_core import tokens
 from assistants_core.agent import model
 from assistants_core.agent.step import run_agent_step

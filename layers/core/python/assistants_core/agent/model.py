@@ -25,6 +25,7 @@ _credentials_loaded = False
 _credentials_lock = threading.Lock()
 # Variables whose values are credentials: those loaded below, and any named like one.
 _credential_names: set[str] = set()
+_loaded_credentials: dict[str, str] = {}  # what load_provider_credentials put in the environment
 _CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
@@ -100,38 +101,52 @@ class ModelRequest:
         return kwargs
 
 
-def load_provider_credentials() -> None:
+def load_provider_credentials(force: bool = False) -> None:
     """Put provider API keys from SSM (and an optional secret) into the environment, once.
 
     Each parameter under ``MODEL_CREDENTIALS_PATH`` becomes a variable of its name
     (``.../OPENAI_API_KEY``); ``MODEL_CREDENTIALS_SECRET`` may name a Secrets Manager secret
     holding a JSON object of variables. Variables already set win, so a local environment
-    (or Bedrock through the IAM role) needs nothing here.
+    (or Bedrock through the IAM role) needs nothing here. ``force`` reads them again, past
+    Powertools' cache, and replaces the values loaded before (a key rotated since: SnapStart's
+    after-restore hook, assistants_core/snapstart.py).
     """
     global _credentials_loaded
     with _credentials_lock:
-        if _credentials_loaded:
+        if _credentials_loaded and not force:
             return
+        if force:  # ours to replace; the environment's own variables still win
+            for name in _loaded_credentials:
+                if os.environ.get(name) == _loaded_credentials[name]:
+                    del os.environ[name]
         _credentials_loaded = True
         from aws_lambda_powertools.utilities import parameters
 
         path = os.environ.get("MODEL_CREDENTIALS_PATH")
         if path:
             try:
-                values = parameters.get_parameters(path, decrypt=True, max_age=300)
+                values = parameters.get_parameters(path, decrypt=True, max_age=300, force_fetch=force)
                 for name, value in values.items():
                     _credential_names.add(name.rsplit("/", 1)[-1])
-                    os.environ.setdefault(name.rsplit("/", 1)[-1], str(value))
+                    _set_credential(name.rsplit("/", 1)[-1], str(value))
             except Exception as error:  # no parameters, or no permission: providers may not need any
                 logger.warning("provider credentials not loaded from SSM", extra={"path": path, "error": str(error)})
         secret = os.environ.get("MODEL_CREDENTIALS_SECRET")
         if secret:
             try:
-                for name, value in json.loads(str(parameters.get_secret(secret, max_age=300))).items():
+                secret_value = parameters.get_secret(secret, max_age=300, force_fetch=force)
+                for name, value in json.loads(str(secret_value)).items():
                     _credential_names.add(name)
-                    os.environ.setdefault(name, str(value))
+                    _set_credential(name, str(value))
             except Exception as error:
                 logger.warning("provider credentials not loaded from Secrets Manager", extra={"error": str(error)})
+
+
+def _set_credential(name: str, value: str) -> None:
+    """Set ``name`` unless the environment already has it; remember what was set here."""
+    if name not in os.environ:
+        os.environ[name] = value
+        _loaded_credentials[name] = value
 
 
 def redact_credentials(message: str) -> str:
