@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from . import meter
 from . import template as cfn
 
 # Variables that configure the Lambda Web Adapter itself, not the app: never applied locally.
@@ -125,6 +126,12 @@ class Functions:
         return self.module(name).app
 
     def invoke(self, name: str, payload: Any) -> Any:
+        if meter.ENABLED:
+            with meter.METER.invocation(name):
+                return self._invoke(name, payload)
+        return self._invoke(name, payload)
+
+    def _invoke(self, name: str, payload: Any) -> Any:
         with self._lock:
             fault = self.faults.get(name)
             if fault is not None and fault.times > 0:
