@@ -65,6 +65,7 @@ class Meter:
             self.lambda_ms: dict[str, list[float]] = defaultdict(list)  # function -> each invocation's ms
             self.calls: dict[str, int] = defaultdict(int)  # "service.Operation" -> count
             self.dynamodb = {"rru": 0.0, "wru": 0.0}
+            self.dynamodb_ops: dict[str, float] = defaultdict(float)  # "Operation" -> its units
             self.s3 = {"tier1": 0, "tier2": 0, "bytes_in": 0, "bytes_out": 0}
             self.vectors = {"put_bytes": 0, "vectors_put": 0, "queries": 0}
             self.sessions: dict[str, dict[str, float]] = {}  # AgentCore session id -> start, stop, timeout
@@ -94,6 +95,7 @@ class Meter:
                 "lambda_ms": {name: list(values) for name, values in self.lambda_ms.items()},
                 "calls": dict(self.calls),
                 "dynamodb": dict(self.dynamodb),
+                "dynamodb_ops": dict(self.dynamodb_ops),
                 "s3": dict(self.s3),
                 "vectors": dict(self.vectors),
                 # A session still open is reported as AWS would bill it: until its timeout.
@@ -155,6 +157,7 @@ class Meter:
         if units is None and error == "TransactionCanceledException":
             units = 2.0 * len(params.get("TransactItems") or [])
         self.dynamodb["rru" if reads else "wru"] += units or 0.0
+        self.dynamodb_ops[operation] += units or 0.0
 
     def _s3(self, operation: str, http_response: Any, context: dict[str, Any]) -> None:
         if operation in S3_FREE:

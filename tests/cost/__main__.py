@@ -67,6 +67,9 @@ def report(results: dict[str, Counts], configs: dict[str, FunctionConfig]) -> st
     ]
     for label, cell in rows:
         out.append(f"{label:<34}" + "".join(f"{cell(results[n]):>17}" for n in names))
+    for op in sorted({op for c in results.values() for op in c.dynamodb_ops}):
+        units = [results[n].dynamodb_ops.get(op, 0.0) / results[n].runs for n in names]
+        out.append(f"{'  units of ' + op:<34}" + "".join(f"{u:>17.1f}" for u in units))
     out.append("")
     out.append("Lambda ms per run, by function (configured memory, architecture)")
     functions = sorted({f for c in results.values() for f in c.lambda_ms})
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK flags the Assistants API
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="the short answer only")
+    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO", help="measure only these")
     parser.add_argument("--json", type=Path, help="write the raw counts here")
     parser.add_argument("--counts", type=Path, help="price counts a --json run wrote, without measuring")
     parser.add_argument(
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env = dict(item.split("=", 1) for item in args.env)
         with tempfile.TemporaryDirectory(prefix="cost-") as workdir:
-            results = measure_all(Path(workdir), scenarios(quick=args.quick), env)
+            chosen = [s for s in scenarios(quick=args.quick) if not args.only or s.name in args.only]
+            results = measure_all(Path(workdir), chosen, env)
     if args.json:
         args.json.write_text(json.dumps({n: c.__dict__ for n, c in results.items()}, indent=1))
     if args.what_if or args.env:

@@ -69,6 +69,7 @@ class Counts:
     session_seconds: float = 0.0
     code_seconds: float = 0.0
     dynamodb_bytes_stored: int = 0
+    dynamodb_ops: dict[str, float] = field(default_factory=dict)  # operation -> its units (read or write)
 
     @classmethod
     def from_meter(cls, runs: int, meter: dict[str, Any], **extra: Any) -> Counts:
@@ -85,6 +86,7 @@ class Counts:
             vector_queries=int(meter.get("vectors", {}).get("queries", 0)),
             session_seconds=float(meter.get("session_seconds", 0.0)),
             code_seconds=float(meter.get("code_seconds", 0.0)),
+            dynamodb_ops={op: float(units) for op, units in meter.get("dynamodb_ops", {}).items()},
             **extra,
         )
 
