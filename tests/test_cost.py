@@ -123,3 +123,21 @@ def test_a_short_run_is_counted_end_to_end(tmp_path) -> None:  # type: ignore[no
     assert counts.vector_queries == counts.s3_tier1 == counts.session_seconds == 0
     total = sum(per_run_cost(counts, function_configs()).values()) * 1000
     assert 0.01 < total < 5.0, total  # $ per 1,000 short runs: plausible, not zero, not absurd
+
+
+def test_the_meter_counts_s3_requests_by_class_and_bytes_through_a_clients_hooks() -> None:
+    import boto3
+    from moto import mock_aws
+
+    meter = Meter()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        meter.attach(s3)
+        s3.create_bucket(Bucket="meter-test")  # tier 2: not one of the PUT, COPY, POST, LIST requests
+        s3.put_object(Bucket="meter-test", Key="k", Body=b"x" * 1000)
+        s3.get_object(Bucket="meter-test", Key="k")["Body"].read()
+        s3.list_objects_v2(Bucket="meter-test")
+        s3.delete_object(Bucket="meter-test", Key="k")  # free
+    snapshot = meter.snapshot()
+    assert snapshot["s3"] == {"tier1": 2, "tier2": 2, "bytes_in": 1000, "bytes_out": 1000}
+    assert snapshot["calls"]["s3.DeleteObject"] == 1
