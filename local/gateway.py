@@ -16,6 +16,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import meter
 from . import template as cfn
 from .lambda_runtime import FAULTS_PATH, Functions, api_error
 
@@ -152,8 +153,10 @@ class Gateway:
         open_keys: bool,
         auto_tenant: Callable[[str], None],
         forward_fault: Callable[[bytes], tuple[int, bytes]],
+        forward_meter: Callable[[str], dict[str, Any]] = lambda method: {},
     ) -> None:
         self.functions = functions
+        self.forward_meter = forward_meter  # the emulated AWS's counts
         self.function_names = set(cfn.functions(template))
         self.forward_fault = forward_fault  # for functions that the emulated AWS runs
         self.routes = routes_from_template(template, functions.specs)
@@ -177,6 +180,8 @@ class Gateway:
         method, path = scope["method"], scope["path"]
         if path == FAULTS_PATH and method == "POST":
             return await self._inject_fault(receive, send)
+        if path == meter.PATH and meter.ENABLED:
+            return await self._meter(method, send)
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
         if route is None:  # API Gateway's answer to a method and path no route has
             return await self._gateway_response(send, "MISSING_AUTHENTICATION_TOKEN", 403)
@@ -197,7 +202,12 @@ class Gateway:
                 return await self._gateway_response(send, "UNAUTHORIZED", 401)
             context["authorizer"] = authorizer_context
         headers.append((b"x-amzn-request-context", json.dumps(context).encode()))
-        await self.functions.asgi_app(route.function)({**scope, "headers": headers}, receive, send)
+        app = self.functions.asgi_app(route.function)
+        if not meter.ENABLED:
+            return await app({**scope, "headers": headers}, receive, send)
+        meter.METER.add_api_request()
+        with meter.METER.invocation(route.function):  # a streamed answer bills until its last byte
+            await app({**scope, "headers": headers}, receive, send)
 
     async def _gateway_response(self, send: Any, kind: str, default_status: int) -> None:
         status, body = self.responses.get(kind) or api_error(default_status, kind.replace("_", " ").lower())
@@ -227,6 +237,15 @@ class Gateway:
 
             status, payload = await anyio.to_thread.run_sync(self.forward_fault, body)
         await _respond(send, status, payload)
+
+    async def _meter(self, method: str, send: Any) -> None:
+        """Local only: what both processes counted (see :mod:`local.meter`); DELETE resets it."""
+        import anyio.to_thread
+
+        if method == "DELETE":
+            meter.METER.reset()
+        theirs = await anyio.to_thread.run_sync(self.forward_meter, method)
+        await _respond(send, 200, json.dumps(meter.merge([meter.METER.snapshot(), theirs])).encode())
 
     async def _authorize(
         self, route: Route, method: str, path: str, headers: list[tuple[bytes, bytes]]

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from . import meter
 from . import template as cfn
 
 # What Lambda's Python runtime has on its path beside the function's code and layers: here, the
@@ -164,6 +165,12 @@ class Functions:
             self._awaiting_restore.discard(name)
 
     def invoke(self, name: str, payload: Any) -> Any:
+        if meter.ENABLED:
+            with meter.METER.invocation(name):
+                return self._invoke(name, payload)
+        return self._invoke(name, payload)
+
+    def _invoke(self, name: str, payload: Any) -> Any:
         with self._lock:
             fault = self.faults.get(name)
             if fault is not None and fault.times > 0:

@@ -35,6 +35,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from . import meter
 from . import template as cfn
 from .aws import AWSProcess
 from .gateway import Gateway, gateway_functions
@@ -79,6 +80,8 @@ def build(aws_port: int | None = None) -> LocalStack:
     served_here = gateway_functions(template, specs)
     aws.start(name for name in specs if name not in served_here)  # inherits the environment so far
     try:
+        if meter.ENABLED:  # before any function creates its clients
+            meter.install()
         functions = Functions({name: spec for name, spec in specs.items() if name in served_here})
         apply_function_environment(functions.specs, cfn.planned_resolver(template))
         functions.load_all()  # while the emulated AWS starts, on another core
@@ -98,7 +101,12 @@ def build(aws_port: int | None = None) -> LocalStack:
         for key, tenant in parse_key_list(raw_keys).items():
             store_key(Repository(), key, tenant, name="local (ASSISTANTS_API_KEYS)")
         gateway = Gateway(
-            template, functions, open_keys=not raw_keys, auto_tenant=auto_tenant, forward_fault=aws.inject_fault
+            template,
+            functions,
+            open_keys=not raw_keys,
+            auto_tenant=auto_tenant,
+            forward_fault=aws.inject_fault,
+            forward_meter=aws.meter,
         )
     except BaseException:
         aws.stop()
