@@ -5,7 +5,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from assistants_core import tokens
 from assistants_core.agent import model
 from assistants_core.agent.step import run_agent_step
 from assistants_core.code_interpreter.calls import CONTINUE as AFTER_CODE
@@ -15,10 +14,10 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-# Cold start: credentials, litellm and the tokenizers now, not during the first run's stream.
-model.load_provider_credentials()
+# Cold start: the openai SDK (both adapters' client) now, not during the first run's stream.
+# Provider credentials load before the first model call (no network call at import); litellm
+# loads on the first call of a model that needs it (see README, Benchmark > Cold start).
 model.warm_up()
-tokens.warm_up()
 
 
 @logger.inject_lambda_context
