@@ -8,14 +8,16 @@ and compares what :func:`stream_completion` yielded or raised.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from assistants_core.agent import model
 from assistants_core.agent.model import ModelError, ModelRequest, stream_completion
-from assistants_core.agent.models import adapter_for, litellm_chat, openai_chat
+from assistants_core.agent.models import INVALID, PROVIDER_DOWN, adapter_for, litellm_chat, openai_chat
 from assistants_core.config import settings
 from tests.harness.fake_llm import (
     FakeLLM,
@@ -173,3 +175,28 @@ def test_messages_litellm_rewrites_go_through_litellm(monkeypatch: pytest.Monkey
         [{"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "out"}]}],
     ):
         assert adapter_for(ModelRequest("openai/bench", rewritten)) is litellm_chat, rewritten
+
+
+def test_a_missing_key_reads_the_same(provider: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    direct, through_litellm = _both(provider, "no-key", text("never"), monkeypatch)
+    assert direct == through_litellm == ("server_error", PROVIDER_DOWN)  # litellm: an InternalServerError
+    assert provider.requests("adapters-no-key-direct") == []  # refused before any request, as litellm does
+
+
+def test_an_error_event_in_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenAI-compatible server (vLLM, sglang) may answer 200 and then an error event: a client
+    error (4xx but 429) keeps its meaning, anything else is the provider's error, as litellm's
+    stream wrapper has it."""
+    for code, expected in (
+        (400, ("invalid_prompt", INVALID)),
+        (429, ("server_error", PROVIDER_DOWN)),
+        (None, ("server_error", PROVIDER_DOWN)),
+    ):
+        lines = [f"data: {json.dumps({'error': {'message': 'bad', 'code': code}})}"]
+        response = httpx.Response(200, content="\n\n".join(lines).encode())
+        with pytest.raises(openai_chat.ProviderError) as raised:
+            list(openai_chat._events(response))
+        wrapped = openai_chat.MidStreamError("bad")
+        wrapped.__cause__ = raised.value
+        assert openai_chat.kind(wrapped) == expected, code

@@ -153,9 +153,9 @@ def redact_credentials(message: str) -> str:
 
 
 def warm_up() -> None:
-    """Import at cold start what every first call needs: the ``openai`` SDK and its chat
-    resource (the direct adapter's client; litellm builds on it too). litellm itself loads on
-    the first call of a model that needs it: seconds that the direct route never pays."""
+    """Import at cold start what the direct adapter's first call needs (httpx: loaded already).
+    litellm loads on the first call of a model that needs it, seconds the direct route never
+    pays (``litellm_chat.warm_up`` would move them to the import)."""
     from .models import openai_chat
 
     openai_chat.warm_up()
@@ -177,27 +177,34 @@ def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:
 
 
 def chunks_of(chunk: Any) -> Iterator[Chunk]:
-    """The plain chunks of one streamed Chat Completions chunk (the SDK's or litellm's object)."""
-    usage = getattr(chunk, "usage", None)
-    if usage is not None and (getattr(usage, "prompt_tokens", None) or getattr(usage, "completion_tokens", None)):
-        yield TokenUsage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-    for choice in getattr(chunk, "choices", None) or []:
-        delta = getattr(choice, "delta", None)
+    """The plain chunks of one streamed Chat Completions chunk: a parsed JSON object (the direct
+    adapter) or litellm's object; the same fields either way."""
+    get = _field if isinstance(chunk, dict) else getattr
+    usage = get(chunk, "usage", None)
+    if usage is not None and (get(usage, "prompt_tokens", None) or get(usage, "completion_tokens", None)):
+        yield TokenUsage(int(get(usage, "prompt_tokens", 0) or 0), int(get(usage, "completion_tokens", 0) or 0))
+    for choice in get(chunk, "choices", None) or []:
+        delta = get(choice, "delta", None)
         if delta is not None:
-            content = getattr(delta, "content", None)
+            content = get(delta, "content", None)
             if content:
                 yield TextDelta(content)
-            for call in getattr(delta, "tool_calls", None) or []:
-                function = getattr(call, "function", None)
+            for call in get(delta, "tool_calls", None) or []:
+                function = get(call, "function", None)
                 yield ToolCallDelta(
-                    index=int(getattr(call, "index", 0) or 0),
-                    id=getattr(call, "id", None),
-                    name=getattr(function, "name", None) if function else None,
-                    arguments=(getattr(function, "arguments", None) or "") if function else "",
+                    index=int(get(call, "index", 0) or 0),
+                    id=get(call, "id", None),
+                    name=get(function, "name", None) if function else None,
+                    arguments=(get(function, "arguments", None) or "") if function else "",
                 )
-        reason = getattr(choice, "finish_reason", None)
+        reason = get(choice, "finish_reason", None)
         if reason:
             yield Finish(str(reason))
+
+
+def _field(value: Any, name: str, default: Any) -> Any:
+    """``getattr`` for the parsed JSON of a chunk (nested values are dicts too)."""
+    return value.get(name, default) if isinstance(value, dict) else getattr(value, name, default)
 
 
 def classify(error: Exception, model: str = "", kind: tuple[str, str] | None = None) -> ModelError:

@@ -1,21 +1,29 @@
-"""The direct adapter: OpenAI's Chat Completions protocol through the ``openai`` SDK, for
-``openai/<name>`` models on an OpenAI-compatible server reached by an api base, where litellm
-would send the request unchanged.
+"""The direct adapter: OpenAI's Chat Completions protocol over httpx, for ``openai/<name>``
+models on an OpenAI-compatible server reached by an api base, where litellm would send the
+request unchanged.
+
+Why httpx and not the ``openai`` SDK: measured on this machine (``python -X importtime``), the
+SDK's import and its first call (which loads every resource module and the chat types) cost
+about 1.9 s of a cold start, most of the 3 s budget; httpx is already loaded by the function and
+the wire protocol is one JSON POST answered by server-sent events (``data: {chunk}`` lines,
+``data: [DONE]``), which :func:`_events` reads. Chunks are parsed as JSON, not into objects.
 
 What litellm 1.106 does on that route (``OpenAIUnknownModelConfig``, ``OpenAIGPTConfig``
-``transform_request``, ``exception_mapping_utils``) and how this module keeps it:
+``transform_request``, ``exception_mapping_utils``, ``CustomStreamWrapper``) and how this module
+keeps it:
 
 - the request: the model name without ``openai/``, the messages and settings as given
-  (``reasoning_effort`` forwarded for a name not in OpenAI's catalogue), ``max_retries`` and the
-  timeout on the SDK client, the base URL from ``OPENAI_BASE_URL`` (or ``OPENAI_API_BASE``) and
-  the key from ``OPENAI_API_KEY``. :func:`handles` leaves to litellm what it would change:
-  OpenAI's own models and reasoning families (parameter mapping: ``max_completion_tokens``,
-  dropped temperatures), api.openai.com itself (tool schemas flattened), tool schemas with a
-  ``pattern`` (litellm drops those Python cannot compile), and message parts it rewrites (images
-  or non-text content in tool messages, ``image_url`` given as a string or with a ``format``,
-  ``file`` parts);
+  (``reasoning_effort`` forwarded for a name not in OpenAI's catalogue), the timeout (connect,
+  then the first byte and each gap between chunks) and ``MODEL_RETRIES`` retries, the base URL
+  from ``OPENAI_BASE_URL`` (or ``OPENAI_API_BASE``) and the key from ``OPENAI_API_KEY``.
+  :func:`handles` leaves to litellm what it would change: OpenAI's own models and reasoning
+  families (parameter mapping: ``max_completion_tokens``, dropped temperatures), api.openai.com
+  itself (tool schemas flattened), tool schemas with a ``pattern`` (litellm drops those Python
+  cannot compile), and message parts it rewrites (images or non-text content in tool messages,
+  ``image_url`` given as a string or with a ``format``, ``file`` parts);
 - failures: :func:`kind` follows litellm's mapping for the openai provider (its message checks
-  first, then the HTTP status), so a run's ``last_error`` reads the same on either route.
+  first, then the HTTP status; mid-stream, its stream wrapper's), so a run's ``last_error``
+  reads the same on either route (``tests/test_model_adapters.py`` runs each case both ways).
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+import httpx
 
 from ...config import settings
 from ...model_routing import known_model_provider
@@ -44,14 +55,30 @@ from . import (
 )
 
 if TYPE_CHECKING:
-    from openai import OpenAI
-
     from ..model import Chunk, ModelRequest
 
 PREFIX = "openai/"
 _REASONING_MARKERS = ("gpt-5", "gpt-6")  # litellm's GPT_REASONING_SERIES_MARKERS: parameters mapped
-_clients: dict[tuple[str, str, float, int], OpenAI] = {}
+_RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})  # as the openai SDK (litellm's client) retries
+_clients: dict[float, httpx.Client] = {}
 _clients_lock = threading.Lock()
+
+
+class ProviderError(Exception):
+    """The provider answered an error: an HTTP status, or an error event in a streamed answer."""
+
+    def __init__(self, status_code: int, body: Any, text: str) -> None:
+        super().__init__(f"Error code: {status_code} - {text}")  # the openai SDK's wording
+        self.status_code, self.body = status_code, body
+
+
+class MissingKey(Exception):
+    """No ``OPENAI_API_KEY``: the openai SDK refuses to build a client (and so litellm to call),
+    before any request."""
+
+
+class MidStreamError(Exception):
+    """A failure once the answer had begun streaming (a broken or stalled stream, an error event)."""
 
 
 def api_base() -> str | None:
@@ -95,24 +122,18 @@ def _unchanged(message: dict[str, Any]) -> bool:
     return True
 
 
-def _client() -> OpenAI:
-    """One SDK client per process (its connection pool kept between turns)."""
-    from openai import OpenAI
-
-    config = settings()
-    key = (api_base() or "", os.environ.get("OPENAI_API_KEY", ""), config.model_timeout_seconds, config.model_retries)
+def _client() -> httpx.Client:
+    """One client per process and timeout: its connections are kept between turns."""
+    timeout = settings().model_timeout_seconds
     with _clients_lock:
-        client = _clients.get(key)
+        client = _clients.get(timeout)
         if client is None:
-            # The timeout bounds the first byte, then each gap between chunks (httpx's read timeout).
-            client = OpenAI(api_key=key[1] or None, base_url=key[0], timeout=key[2], max_retries=key[3])
-            _clients[key] = client
+            client = _clients[timeout] = httpx.Client(timeout=timeout)  # connect, write, each read
         return client
 
 
 def warm_up() -> None:
-    """Import the SDK and the chat resource its first call would (the resource loads lazily)."""
-    import openai.resources.chat  # noqa: F401
+    """Nothing to import ahead: httpx is loaded with the function."""
 
 
 def stream(request: ModelRequest) -> Iterator[Chunk]:
@@ -120,16 +141,68 @@ def stream(request: ModelRequest) -> Iterator[Chunk]:
 
     body = request.body()
     body["model"] = request.model[len(PREFIX) :]
-    with _client().chat.completions.create(**body) as response:
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key:  # litellm's client refuses to start without one, even for a server that needs none
+        raise MissingKey("Missing credentials: set the OPENAI_API_KEY environment variable.")
+    headers["Authorization"] = f"Bearer {key}"
+    url = f"{(api_base() or '').rstrip('/')}/chat/completions"
+    content = json.dumps(body, separators=(",", ":")).encode()
+    response = _send(url, headers, content)
+    try:
         try:
-            for chunk in response:
-                yield from chunks_of(chunk)
+            for event in _events(response):
+                yield from chunks_of(event)
         except Exception as error:
             raise MidStreamError(str(error)) from error
+    finally:
+        response.close()
 
 
-class MidStreamError(Exception):
-    """A failure once the response had begun (a broken or stalled stream, an error event)."""
+def _send(url: str, headers: dict[str, str], content: bytes) -> httpx.Response:
+    """The streamed response once its status is a success, after ``MODEL_RETRIES`` retries of
+    what the openai SDK retries (connection failures, 408, 409, 429, 5xx)."""
+    retries = settings().model_retries
+    client = _client()
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            response = client.send(client.build_request("POST", url, headers=headers, content=content), stream=True)
+        except httpx.TransportError:
+            if last:
+                raise
+        else:
+            if response.is_success:
+                return response
+            text = response.read().decode(errors="replace")
+            response.close()
+            if last or response.status_code not in _RETRYABLE:
+                try:
+                    parsed: Any = json.loads(text)
+                except ValueError:
+                    parsed = text
+                body = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+                raise ProviderError(response.status_code, body, text)
+        time.sleep(min(0.5 * 2**attempt, 8.0))
+    raise AssertionError("unreachable")  # the last attempt returned or raised
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The JSON chunks of a server-sent event stream, up to ``[DONE]``; an error event raises."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (": keep-alive"), event: and id: fields
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        chunk = json.loads(data)
+        error = chunk.get("error") if isinstance(chunk, dict) else None
+        if error:
+            code = error.get("code") if isinstance(error, dict) else None
+            status = code if isinstance(code, int) and 400 <= code < 600 else 500  # as litellm reads it
+            message = error.get("message") if isinstance(error, dict) else None
+            raise ProviderError(status, error, message if isinstance(message, str) else json.dumps(error))
+        yield chunk
 
 
 _CONTEXT_SIGNS = (
@@ -164,24 +237,23 @@ def kind(error: BaseException) -> Kind | None:
     anything else (429, 5xx, a broken or stalled connection) in ``MidStreamFallbackError``, a
     ``ServiceUnavailableError``: the provider "had an error".
     """
-    if isinstance(error, MidStreamError) and error.__cause__ is not None:
-        status, found = _mapped(error.__cause__)
-        client_error = isinstance(status, int) and 400 <= status < 500 and status != 429
-        return found if client_error else ("server_error", PROVIDER_DOWN)
+    if isinstance(error, MidStreamError):
+        cause = error.__cause__
+        if isinstance(cause, ProviderError) and 400 <= cause.status_code < 500 and cause.status_code != 429:
+            return _mapped(cause)[1]
+        return "server_error", PROVIDER_DOWN
+    if isinstance(error, MissingKey):  # litellm maps the SDK's refusal to an InternalServerError
+        return "server_error", PROVIDER_DOWN
     return _mapped(error)[1]
 
 
 def _mapped(error: BaseException) -> tuple[int | None, Kind | None]:
     """The HTTP status litellm would see on ``error``, and the kind its mapping gives."""
-    import openai
-
-    if isinstance(error, openai.APITimeoutError):
-        return 408, ("server_error", TIMED_OUT)
-    status = getattr(error, "status_code", None)
-    body = getattr(error, "body", None)
-    if status is None and isinstance(error, openai.APIError) and isinstance(body, dict):
-        code = body.get("code")  # an error event in a 200 stream: litellm takes its code as the status
-        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    if isinstance(error, httpx.TimeoutException):
+        return 408, ("server_error", TIMED_OUT)  # before the answer began: the SDK's APITimeoutError
+    if isinstance(error, httpx.TransportError):
+        return None, ("server_error", UNREACHABLE)  # the SDK's APIConnectionError
+    status = error.status_code if isinstance(error, ProviderError) else None
     text = str(error)
     lower = text.lower()
     if (re.search(r"\b429\b", text) and status in (None, 429)) or re.search(r"rate[\s_\-]*limit", lower):
@@ -202,7 +274,7 @@ def _mapped(error: BaseException) -> tuple[int | None, Kind | None]:
         return status, ("server_error", PROVIDER_DOWN)
     if "Request too large" in text:
         return status, ("rate_limit_exceeded", RATE_LIMITED)
-    if "The api_key client option must be set" in text:
+    if "The api_key client option must be set" in text:  # an older SDK's wording of MissingKey
         return status, ("server_error", BAD_CREDENTIALS)
     if isinstance(status, int):
         return status, _BY_STATUS.get(status)  # another status: litellm's generic APIError
