@@ -119,7 +119,7 @@ def load_provider_credentials(*, force: bool = False) -> None:
         path = os.environ.get("MODEL_CREDENTIALS_PATH")
         if path:
             try:
-                values = parameters.get_parameters(path, decrypt=True, max_age=300)
+                values = parameters.get_parameters(path, decrypt=True, max_age=300, force_fetch=force)
                 for name, value in values.items():
                     _set_credential(name.rsplit("/", 1)[-1], str(value))
             except Exception as error:  # no parameters, or no permission: providers may not need any
@@ -127,7 +127,9 @@ def load_provider_credentials(*, force: bool = False) -> None:
         secret = os.environ.get("MODEL_CREDENTIALS_SECRET")
         if secret:
             try:
-                for name, value in json.loads(str(parameters.get_secret(secret, max_age=300))).items():
+                for name, value in json.loads(
+                    str(parameters.get_secret(secret, max_age=300, force_fetch=force))
+                ).items():
                     _set_credential(name, str(value))
             except Exception as error:
                 logger.warning("provider credentials not loaded from Secrets Manager", extra={"error": str(error)})
