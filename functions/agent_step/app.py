@@ -5,7 +5,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from assistants_core.agent import model
 from assistants_core.agent.step import run_agent_step
 from assistants_core.code_interpreter.calls import CONTINUE as AFTER_CODE
 from assistants_core.repository import default_repository
@@ -14,10 +13,10 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-# Cold start: the openai SDK (both adapters' client) now, not during the first run's stream.
-# Provider credentials load before the first model call (no network call at import); litellm
-# loads on the first call of a model that needs it (see README, Benchmark > Cold start).
-model.warm_up()
+# Cold start: nothing loads ahead of the first turn, which imports only what it needs: httpx for
+# a model on an OpenAI-compatible server, litellm for the others (seconds), and reads provider
+# credentials (no network call at import). agent.model.warm_up() loads litellm ahead, where init
+# time is not a user's (a SnapStart snapshot). README: Benchmark > Cold start.
 
 
 @logger.inject_lambda_context

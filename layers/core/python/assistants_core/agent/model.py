@@ -155,12 +155,12 @@ def redact_credentials(message: str) -> str:
 
 
 def warm_up() -> None:
-    """Import at cold start what the direct adapter's first call needs (httpx: loaded already).
-    litellm loads on the first call of a model that needs it, seconds the direct route never
-    pays (``litellm_chat.warm_up`` would move them to the import)."""
-    from .models import openai_chat
+    """Load ahead what the first litellm call would (seconds): for an init whose time no user
+    waits for, such as a SnapStart snapshot's. Without one, the agent step does not call it:
+    the direct adapter needs nothing of it (README, Benchmark > Cold start)."""
+    from .models import litellm_chat
 
-    openai_chat.warm_up()
+    litellm_chat.warm_up()
 
 
 def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:

@@ -1,12 +1,13 @@
 """Model adapters: how a turn's :class:`~..model.ModelRequest` reaches a provider.
 
-Two adapters share one interface (:class:`Adapter`): ``openai_chat`` sends the request through
-the ``openai`` SDK to an OpenAI-compatible server reached by an api base (vLLM, Ollama's ``/v1``,
-a LiteLLM proxy, the local fake model), where litellm itself would send it unchanged; litellm
+Two adapters share one interface (:class:`Adapter`): ``openai_chat`` sends the request over
+httpx to an OpenAI-compatible server reached by an api base (vLLM, Ollama's ``/v1``, a LiteLLM
+proxy, the local fake model), where litellm itself would send it unchanged; litellm
 (``litellm_chat``) takes everything else (Bedrock, Anthropic, Gemini, OpenAI's own models with
-their parameter mapping, ...). The reason is the cold start: ``import litellm`` costs seconds,
-the ``openai`` SDK about a third of that (README, Benchmark > Cold start). Both yield the same
-chunks and map failures to the same ``last_error`` codes and sentences.
+their parameter mapping, ...). The reason is the cold start and the CPU of a turn: ``import
+litellm`` costs seconds, and its per-chunk objects most of a turn's CPU (README, Benchmark >
+Cold start). Both yield the same chunks and map failures to the same ``last_error`` codes and
+sentences (``tests/test_model_adapters.py``).
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ class Adapter(Protocol):
 
     def kind(self, error: BaseException) -> Kind | None:
         """What a failure this adapter raised means (None: nothing more specific than server_error)."""
-        ...
-
-    def warm_up(self) -> None:
-        """Import what the first call would, ahead of it."""
         ...
 
 

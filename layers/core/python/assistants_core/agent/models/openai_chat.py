@@ -132,10 +132,6 @@ def _client() -> httpx.Client:
         return client
 
 
-def warm_up() -> None:
-    """Nothing to import ahead: httpx is loaded with the function."""
-
-
 def stream(request: ModelRequest) -> Iterator[Chunk]:
     from ..model import chunks_of
 
