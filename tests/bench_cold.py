@@ -9,12 +9,13 @@ into a vector store). Then, for every function of template.yaml, SAMPLES times, 
 process (``tests.harness.cold_start``) with the function's environment (its template environment
 resolved as the local stack does, and the stack's ``AWS_ENDPOINT_URL``) measures:
 
-- import: the handler module's import, its module-level warm-up included (the agent step loads
-  litellm and the tokenizers there);
+- import: the handler module's import, its module-level warm-up included;
 - first: the first invocation, against the local stack, with an event from ``events/`` (sample
   ids swapped for the prepared ones);
-- warm: a second invocation of the same event in the same process;
-- peak: the process's peak RSS after the first invocation (VmHWM: see ``cold_start.peak_rss_mb``).
+- warm: a second invocation in the same process (the same event, or the agent step's second run);
+- peak: the process's peak RSS after the first invocation (VmHWM: see ``cold_start.peak_rss_mb``);
+- cold CPU: the process's CPU time (all threads) over the import and the first invocation, which
+  a machine shared with other work inflates far less than the wall time.
 
 The median of the samples is reported, and cold (import + first) against the issue's targets:
 the agent step within 3 s, each API function (API Gateway's, the authorizer included) within
@@ -22,10 +23,14 @@ the agent step within 3 s, each API function (API Gateway's, the authorizer incl
 
 The invocations (see ``INVOCATIONS``): the API functions a read (or, for vector stores, a create)
 of the prepared objects; the runs function, which the Lambda Web Adapter serves over HTTP, an
-HTTP request to its ASGI app (uvicorn's start not counted); the Step Functions tasks (agent
-step, code interpreter, run finalizer) their cheap path, the completed run, which they read and
-leave as it is; ingest the file already ingested (skipped); expiry its hourly sweep. So the
-first invocation of the tasks measures their first reads, not a model turn or an embedding.
+HTTP request to its ASGI app (uvicorn's start not counted); the agent step a real model turn:
+both its invocations get a queued run of their own (a thread with a user message, the run
+created as ``runs.create`` does but with its execution not started: see
+``tests.harness.cold_start --queue-runs``), which it takes through a streamed call to the fake
+LLM (``--words 5``, no delay) to ``completed``, so its first invocation is the first turn's
+whole path (request, first token, answer, end) and its warm one a second turn; the other Step
+Functions tasks (code interpreter, run finalizer) their cheap path, the completed run, which they
+read and leave as it is; ingest the file already ingested (skipped); expiry its hourly sweep.
 
 A MISS is reported, not failed: the exit status is non-zero only if the stack cannot start.
 """
@@ -80,7 +85,7 @@ INVOCATIONS: dict[str, tuple[set[str], str | dict[str, Any]]] = {
     "FilesFunction": ({"file"}, "files-content"),
     "VectorStoresFunction": (set(), "vector-stores-create"),
     "RunsFunction": ({"run"}, "runs-list"),  # as an HTTP request (the Web Adapter)
-    "AgentStepFunction": ({"run"}, {"tenant": "", "thread_id": "", "run_id": "", "event_seq": 0}),
+    "AgentStepFunction": ({"queued"}, "queued run"),  # a model turn: see Prepared.queued
     "CodeInterpreterFunction": ({"run"}, {"tenant": "", "thread_id": "", "run_id": "", "event_seq": 0}),
     "RunFinalizerFunction": ({"run"}, {"action": "expire", "tenant": "", "thread_id": "", "run_id": ""}),
     "IngestFunction": ({"file"}, "ingest"),
@@ -106,6 +111,11 @@ class Row:
         return None if imported is None or first is None else imported + first / 1000
 
     @property
+    def cold_cpu_s(self) -> float | None:
+        imported, first = self.median("import_cpu_s"), self.median("first_cpu_ms")
+        return None if imported is None or first is None else imported + first / 1000
+
+    @property
     def status(self) -> str:
         firsts = sorted({str(s.get("first_status")) for s in self.samples if "first_status" in s})
         return "/".join(firsts)
@@ -124,6 +134,8 @@ class Prepared:
     tenant: str
     ids: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # fixture -> why it could not be prepared
+    # The agent step's task inputs for queued runs, two per sample (first and warm invocation).
+    queued: list[dict[str, Any]] = field(default_factory=list)
 
     def replacements(self) -> dict[str, str]:
         values = {"tenant": self.tenant, "key": API_KEY, "key_id": _key_id(API_KEY), **self.ids}
@@ -143,16 +155,21 @@ def prepare(stack_url: str, needs: set[str]) -> Prepared:
     client = OpenAI(base_url=f"{stack_url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
     prepared = Prepared(tenant=tenant_for_open_key(API_KEY))
     client.models.list()  # the gateway stores the open key (auto tenant): the authorizer finds it
-    if "run" in needs:
+    if needs & {"run", "queued"}:
         try:
             assistant = client.beta.assistants.create(model=MODEL, name="cold start")
+            prepared.ids.update(assistant=assistant.id)
+        except Exception as error:
+            prepared.problems["run"] = prepared.problems["queued"] = f"no assistant: {str(error)[:120]}"
+    if "run" in needs and "run" not in prepared.problems:
+        try:
             thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hello"}])
             run = client.beta.threads.runs.create_and_poll(
-                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=200
+                thread_id=thread.id, assistant_id=prepared.ids["assistant"], poll_interval_ms=200
             )
             if run.status != "completed":
                 raise RuntimeError(f"the run ended {run.status}: {run.last_error}")
-            prepared.ids.update(assistant=assistant.id, thread=thread.id, run=run.id)
+            prepared.ids.update(thread=thread.id, run=run.id)
         except Exception as error:
             prepared.problems["run"] = f"no completed run: {str(error)[:120]}"
     if "file" in needs:
@@ -171,11 +188,47 @@ def prepare(stack_url: str, needs: set[str]) -> Prepared:
     return prepared
 
 
-def event_for(name: str, prepared: Prepared) -> dict[str, Any]:
-    """The function's event, with the prepared ids; ``{}`` when it cannot be prepared."""
+def queue_runs(prepared: Prepared, count: int, env: dict[str, str], workdir: Path) -> None:
+    """``count`` queued runs of the prepared assistant, each on a new thread with a user message,
+    their executions not started (``tests.harness.cold_start --queue-runs``, in a process with
+    the agent step's environment): the agent step's invocations take them as first turns."""
+    from openai import OpenAI
+
+    try:
+        client = OpenAI(base_url=f"{env['BENCH_STACK_URL']}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        threads = [client.beta.threads.create(messages=[{"role": "user", "content": "Hello"}]) for _ in range(count)]
+        path = workdir / "queued-runs.json"
+        wanted = [
+            {"tenant": prepared.tenant, "thread_id": t.id, "assistant_id": prepared.ids["assistant"]} for t in threads
+        ]
+        path.write_text(json.dumps(wanted))
+        with open(workdir / "queued-runs.log", "wb") as log:
+            subprocess.run(
+                [sys.executable, "-m", "tests.harness.cold_start", "--function", AGENT_STEP, "--queue-runs", str(path)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=True,
+            )
+        prepared.queued = json.loads(path.read_text())
+    except Exception as error:
+        prepared.problems["queued"] = f"no queued runs: {str(error)[:120]}"
+
+
+def event_for(name: str, prepared: Prepared, index: int = 0) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The function's events for sample ``index`` (the first invocation's, and the warm one's when
+    it differs), with the prepared ids; ``{}`` when it cannot be prepared."""
     needs, source = INVOCATIONS[name]
     if any(need in prepared.problems for need in needs):
-        return {}
+        return {}, None
+    if "queued" in needs:  # two runs of its own per sample: both invocations are model turns
+        return prepared.queued[2 * index], prepared.queued[2 * index + 1]
+    return _event(name, source, prepared), None
+
+
+def _event(name: str, source: str | dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     if isinstance(source, dict):  # a Step Functions task's input
         ids = {"tenant": prepared.tenant, "thread_id": prepared.ids["thread"], "run_id": prepared.ids["run"]}
         return {key: ids.get(key, value) for key, value in source.items()}
@@ -189,15 +242,26 @@ def event_for(name: str, prepared: Prepared) -> dict[str, Any]:
     return event
 
 
-def sample(name: str, event: dict[str, Any], env: dict[str, str], workdir: Path, index: int) -> dict[str, Any]:
+def sample(
+    name: str,
+    events: tuple[dict[str, Any], dict[str, Any] | None],
+    env: dict[str, str],
+    workdir: Path,
+    index: int,
+) -> dict[str, Any]:
     """One cold start of ``name`` in a fresh process; its figures (or ``error``)."""
     event_path = workdir / f"{name}-{index}.event.json"
     out_path = workdir / f"{name}-{index}.json"
-    event_path.write_text(json.dumps(event))
+    event_path.write_text(json.dumps(events[0]))
+    warm = []
+    if events[1] is not None:
+        warm_path = workdir / f"{name}-{index}.warm-event.json"
+        warm_path.write_text(json.dumps(events[1]))
+        warm = ["--warm-event", str(warm_path)]
     with open(workdir / f"{name}-{index}.log", "wb") as log:
         process = subprocess.run(
             [sys.executable, "-m", "tests.harness.cold_start", "--function", name]
-            + ["--event", str(event_path), "--out", str(out_path)],
+            + ["--event", str(event_path), "--out", str(out_path), *warm],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -242,12 +306,14 @@ def measure(names: list[str], samples: int, workdir: Path) -> list[Row]:
     stack: subprocess.Popen[bytes] | None = None
     stack_env = {"ASSISTANTS_API_KEYS": "", "OPENAI_API_KEY": "x", "LOCAL_AWS_PORT": str(free_port())}
     try:
-        if "run" in needs or AGENT_STEP in names:
+        if needs & {"run", "queued"}:
             fake, fake_url = start_fake(workdir / "fake-llm.log", "--words", "5")
             stack_env["OPENAI_BASE_URL"] = fake_url
         stack, stack_url = start_local_stack(workdir / "local-stack.log", stack_env)
         prepared = prepare(stack_url, needs)
         env = function_env(stack_env, f"http://127.0.0.1:{stack_env['LOCAL_AWS_PORT']}")
+        if "queued" in needs and "queued" not in prepared.problems:
+            queue_runs(prepared, 2 * samples, {**env, "BENCH_STACK_URL": stack_url}, workdir)
         rows = []
         for name in names:
             target = TARGET_AGENT_STEP_S if name == AGENT_STEP else TARGET_API_S if name in api else None
@@ -257,9 +323,9 @@ def measure(names: list[str], samples: int, workdir: Path) -> list[Row]:
             else:
                 missing = [prepared.problems[need] for need in INVOCATIONS[name][0] if need in prepared.problems]
                 row.reason = "; ".join(missing)
-            event = {} if row.reason else event_for(name, prepared)
             for index in range(samples):
-                figures = sample(name, event, env, workdir, index)
+                events = ({}, None) if row.reason else event_for(name, prepared, index)
+                figures = sample(name, events, env, workdir, index)
                 if "error" in figures:
                     row.reason = figures["error"]
                     break
@@ -277,7 +343,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def report(rows: list[Row], samples: int) -> None:
     print(f"\nCold start per function (median of {samples} fresh processes, {os.cpu_count()} cores)\n")
-    header = ("function", "import+warm-up s", "first ms", "warm ms", "peak MB", "cold s", "target", "")
+    header = ("function", "import+warm-up s", "first ms", "warm ms", "peak MB", "cold s", "cold CPU s", "target", "")
     lines = [header]
     for row in rows:
         target = f"<= {row.target_s:g} s" if row.target_s is not None else "-"
@@ -289,6 +355,7 @@ def report(rows: list[Row], samples: int) -> None:
                 _fmt(row.median("warm_ms"), ".0f"),
                 _fmt(row.median("peak_mb"), ".0f"),
                 _fmt(row.cold_s, ".2f"),
+                _fmt(row.cold_cpu_s, ".2f"),
                 target,
                 row.verdict,
             )
@@ -299,6 +366,7 @@ def report(rows: list[Row], samples: int) -> None:
         if i == 0:
             print("  " + "  ".join("-" * width for width in widths))
     print("\n  cold = import+warm-up + first invocation; the interpreter's start and Lambda's init are not in it.")
+    print("  cold CPU = the CPU time of the same (all threads): on a busy machine, closer to an idle one's cold.")
     print(f"  targets (issue 11, without SnapStart): agent step <= {TARGET_AGENT_STEP_S:g} s, API functions")
     print(f"  <= {TARGET_API_S:g} s each. What each first invocation answered:")
     for row in rows:

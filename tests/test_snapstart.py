@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import random
 import sys
 import textwrap
@@ -151,6 +152,39 @@ def test_the_hooks_register_with_the_runtime_and_not_without_one(
     assert snapstart.register() is False
 
 
+def test_work_loaded_before_the_snapshot_runs_first_in_the_order_given_and_only_with_a_runtime(
+    snapstart: Any, hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local.lambda_runtime import run_before_snapshot
+
+    done: list[str] = []
+    monkeypatch.setattr(snapstart, "before_snapshot", lambda: done.append("connections closed"))
+    hooks.get_before_snapshot().clear()
+    hooks.register_before_snapshot(lambda: snapstart.before_snapshot())  # as register() did, first
+    snapstart.load_before_snapshot(lambda: done.append("litellm"), lambda: done.append("tokenizers"))
+    run_before_snapshot()
+    assert done == ["litellm", "tokenizers", "connections closed"]
+
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # no Lambda runtime: nothing registered
+    snapstart.load_before_snapshot(lambda: done.append("never"))
+    assert hooks.get_before_snapshot() == []
+
+
+def test_the_agent_steps_init_leaves_litellm_and_the_tokenizers_to_the_snapshot(hooks: Any) -> None:
+    """A SnapStart init loads them before its snapshot; a plain cold start (no hooks run) does not."""
+    from assistants_core import tokens
+    from assistants_core.agent import model
+
+    importlib.reload(importlib.import_module("assistants_core.snapstart"))
+    hooks.get_before_snapshot().clear()
+    spec = importlib.util.spec_from_file_location(
+        "agent_step_app", Path(__file__).parents[1] / "functions/agent_step/app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert [f for f, _, _ in hooks.get_before_snapshot()] == [tokens.warm_up, model.warm_up]  # run last first
+
+
 def test_after_restore_closes_every_clients_connections_renews_the_session_and_reseeds_random(
     snapstart: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,7 +228,7 @@ def test_after_restore_reads_rotated_provider_credentials(snapstart: Any, monkey
     monkeypatch.setenv("SA_SNAP_SET_BY_ENVIRONMENT", "from-environment")
     monkeypatch.delenv("SA_SNAP_KEY", raising=False)
     monkeypatch.setattr(model, "_credentials_loaded", False)
-    monkeypatch.setattr(model, "_loaded_credentials", {})
+    monkeypatch.setattr(model, "_credential_names", set())
     with mock_aws():
         from aws_lambda_powertools.utilities import parameters
 

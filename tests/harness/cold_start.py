@@ -8,7 +8,14 @@ with the event, and write the figures as JSON to ``--out`` (stdout is the functi
 Only the standard library and ``local`` (PyYAML, for the template) are imported before the timed
 import, so that the import figure is the function's own. An event ``{"http": {...}}`` is an HTTP
 request to the function's ASGI app (the runs function, which the Lambda Web Adapter serves over
-HTTP on AWS) rather than a Lambda event.
+HTTP on AWS) rather than a Lambda event. ``--warm-event FILE`` gives the second invocation an
+event of its own (the agent step's: another queued run, so that both invocations are model turns).
+
+``python -m tests.harness.cold_start --queue-runs FILE --function NAME``: in a process of its own
+(the bench's must not import the app), with the function's environment, create queued runs as
+``runs.create`` does, but with no execution started, so that the measured invocation is the
+run's first turn; FILE holds ``[{"tenant", "thread_id", "assistant_id"}, ...]`` and receives the
+Step Functions task inputs the state machine would have sent (one per run).
 """
 
 from __future__ import annotations
@@ -64,32 +71,68 @@ def _http_invoker(app: Any, request: dict[str, Any]) -> Any:
     return lambda: asyncio.run(call())
 
 
-def measure(name: str, event: dict[str, Any]) -> dict[str, Any]:
+class _Unstarted:
+    """An orchestrator that records the execution it was asked to start instead of starting it."""
+
+    def __init__(self) -> None:
+        self.inputs: list[dict[str, Any]] = []
+
+    def start(self, tenant: str, thread_id: str, run_id: str, *, event_seq: int = 0) -> None:
+        # What run.asl.json's AgentStep state passes the agent step for a new run's first turn.
+        self.inputs.append({"tenant": tenant, "thread_id": thread_id, "run_id": run_id, "event_seq": event_seq})
+
+
+def queue_runs(name: str, path: str) -> None:
+    """Create a queued run on each given thread, its execution not started (see the docstring)."""
+    template = cfn.load_template()
+    functions = Functions({name: cfn.functions(template)[name]})
+    apply_function_environment(functions.specs, cfn.planned_resolver(template))
+    from assistants_core.repository import default_repository
+    from assistants_core.services.runs import create_run
+    from assistants_core.types.run import RunCreateParams
+
+    with open(path) as handle:
+        wanted = json.load(handle)
+    orchestrator = _Unstarted()
+    for run in wanted:
+        params = RunCreateParams(assistant_id=run["assistant_id"])
+        create_run(default_repository(), orchestrator, run["tenant"], run["thread_id"], params)  # type: ignore[arg-type]
+    with open(path, "w") as handle:
+        json.dump(orchestrator.inputs, handle)
+
+
+def measure(name: str, event: dict[str, Any], warm_event: dict[str, Any] | None = None) -> dict[str, Any]:
     template = cfn.load_template()
     specs = cfn.functions(template)
     functions = Functions({name: specs[name]})
     apply_function_environment(functions.specs, cfn.planned_resolver(template))
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     module = functions.module(name)
-    imported = time.perf_counter()
+    imported, imported_cpu = time.perf_counter(), time.process_time()
     if "http" in event:
         invoke = _http_invoker(module.app, event["http"])
+        invoke_warm = invoke
     else:
         handler = functions.handler(name)
 
-        def invoke() -> Any:
-            return handler(json.loads(json.dumps(event)), LambdaContext(function_name=name))
+        def invoker(payload: dict[str, Any]) -> Any:
+            return lambda: handler(json.loads(json.dumps(payload)), LambdaContext(function_name=name))
 
-    began = time.perf_counter()
+        invoke, invoke_warm = invoker(event), invoker(warm_event or event)
+
+    began, began_cpu = time.perf_counter(), time.process_time()
     first = invoke()
-    first_s = time.perf_counter() - began
+    first_s, first_cpu_s = time.perf_counter() - began, time.process_time() - began_cpu
     peak_mb = peak_rss_mb()
     began = time.perf_counter()
-    second = invoke()
+    second = invoke_warm()
     warm_s = time.perf_counter() - began
     return {
         "import_s": imported - started,
         "first_ms": first_s * 1000,
+        # CPU time (all threads): what a busy shared machine inflates far less than wall time.
+        "import_cpu_s": imported_cpu - started_cpu,
+        "first_cpu_ms": first_cpu_s * 1000,
         "warm_ms": warm_s * 1000,
         "peak_mb": peak_mb,
         "first_status": _status(first),
@@ -100,13 +143,22 @@ def measure(name: str, event: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--function", required=True)
-    parser.add_argument("--event", required=True, help="a JSON file: the event, or {} for import only")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--queue-runs", help="create queued runs (see the docstring) instead of measuring")
+    parser.add_argument("--event", help="a JSON file: the event, or {} for import only")
+    parser.add_argument("--warm-event", help="a JSON file: the second invocation's event (default: --event)")
+    parser.add_argument("--out")
     args = parser.parse_args()
+    if args.queue_runs:
+        queue_runs(args.function, args.queue_runs)
+        return
     with open(args.event) as handle:
         event = json.load(handle)
+    warm_event = None
+    if args.warm_event:
+        with open(args.warm_event) as handle:
+            warm_event = json.load(handle)
     if event:
-        figures = measure(args.function, event)
+        figures = measure(args.function, event, warm_event)
     else:  # no invocation could be prepared: the import alone
         template = cfn.load_template()
         functions = Functions({args.function: cfn.functions(template)[args.function]})

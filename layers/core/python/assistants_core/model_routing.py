@@ -81,3 +81,9 @@ def route(model: str) -> str | None:
 def listed_models() -> list[str]:
     """The allow-list's concrete names (no wildcard) that litellm can route."""
     return [p for p in allowed_patterns() if not any(c in p for c in "*?[") and provider_for(p) is not None]
+
+
+def known_model_provider(name: str) -> str | None:
+    """The provider of a bare name in litellm's model map (``gpt-4o`` -> ``openai``), else None."""
+    known: str | None = _data()["models"].get(name)
+    return known

@@ -34,6 +34,8 @@ import random
 import sys
 import time
 import weakref
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -108,16 +110,34 @@ def after_restore() -> None:
     )
 
 
+def _runtime_hooks() -> ModuleType | None:
+    try:
+        return importlib.import_module("snapshot_restore_py")
+    except ImportError:
+        return None  # no Lambda runtime (unit tests, benchmarks): no snapshot, nothing to redo
+
+
 def register() -> bool:
     """Register the hooks with the runtime's ``snapshot_restore_py``; False where there is none."""
-    try:
-        hooks = importlib.import_module("snapshot_restore_py")
-    except ImportError:
-        return False  # no Lambda runtime (unit tests, benchmarks): no snapshot, nothing to redo
+    hooks = _runtime_hooks()
+    if hooks is None:
+        return False
     _track_http_sessions()
     hooks.register_before_snapshot(before_snapshot)
     hooks.register_after_restore(after_restore)
     return True
+
+
+def load_before_snapshot(*work: Callable[[], object]) -> None:
+    """Run ``work`` in a SnapStart init, just before the snapshot, so that every restored
+    environment starts with it done. Without a snapshot nothing runs: an init whose time a user
+    waits for loads only what the first request needs (the runtime runs these hooks only for a
+    SnapStart init, last registered first, so before the connections are closed)."""
+    hooks = _runtime_hooks()
+    if hooks is None:
+        return
+    for function in reversed(work):
+        hooks.register_before_snapshot(function)
 
 
 registered = register()

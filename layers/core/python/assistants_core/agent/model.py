@@ -1,7 +1,9 @@
-"""Calling a model through litellm, reduced to the few things a turn needs.
+"""Calling a model, reduced to the few things a turn needs.
 
 ``stream_completion`` yields plain chunks (text, tool-call fragments, finish, usage) and
-raises :class:`ModelError` with the run's ``last_error`` code for any provider failure.
+raises :class:`ModelError` with the run's ``last_error`` code for any provider failure. The
+call itself goes through an adapter (``models/``): the ``openai`` SDK for OpenAI-compatible
+servers where litellm would pass the request through unchanged, litellm for every other model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from ..config import settings
 from ..model_routing import route
 
 logger = Logger()
@@ -25,7 +26,6 @@ _credentials_loaded = False
 _credentials_lock = threading.Lock()
 # Variables whose values are credentials: those loaded below, and any named like one.
 _credential_names: set[str] = set()
-_loaded_credentials: dict[str, str] = {}  # what load_provider_credentials put in the environment
 _CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
@@ -76,49 +76,43 @@ class ModelRequest:
     max_tokens: int | None = None
     reasoning_effort: str | None = None
 
-    def arguments(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
+    def body(self) -> dict[str, Any]:
+        """The Chat Completions request (the adapters add their client settings)."""
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": self.messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "timeout": settings().model_timeout_seconds,  # the first byte, then each gap between chunks
-            "num_retries": settings().model_retries,
-            "drop_params": True,  # a provider that lacks a setting ignores it instead of failing
         }
         if self.tools:
-            kwargs["tools"] = self.tools
+            body["tools"] = self.tools
             if self.tool_choice is not None:
-                kwargs["tool_choice"] = self.tool_choice
+                body["tool_choice"] = self.tool_choice
             if self.parallel_tool_calls is not None:
-                kwargs["parallel_tool_calls"] = self.parallel_tool_calls
+                body["parallel_tool_calls"] = self.parallel_tool_calls
         for name in ("temperature", "top_p", "max_tokens", "reasoning_effort"):
             value = getattr(self, name)
             if value is not None:
-                kwargs[name] = value
+                body[name] = value
         if self.response_format not in (None, "auto"):
-            kwargs["response_format"] = self.response_format
-        return kwargs
+            body["response_format"] = self.response_format
+        return body
 
 
-def load_provider_credentials(force: bool = False) -> None:
-    """Put provider API keys from SSM (and an optional secret) into the environment, once.
+def load_provider_credentials(*, force: bool = False) -> None:
+    """Put provider API keys from SSM (and an optional secret) into the environment, once per
+    execution environment, before the first model call (never at import: no network call there).
 
     Each parameter under ``MODEL_CREDENTIALS_PATH`` becomes a variable of its name
     (``.../OPENAI_API_KEY``); ``MODEL_CREDENTIALS_SECRET`` may name a Secrets Manager secret
     holding a JSON object of variables. Variables already set win, so a local environment
-    (or Bedrock through the IAM role) needs nothing here. ``force`` reads them again, past
-    Powertools' cache, and replaces the values loaded before (a key rotated since: SnapStart's
-    after-restore hook, assistants_core/snapstart.py).
+    (or Bedrock through the IAM role) needs nothing here. ``force`` reads them again, and then
+    the stored values replace those it loaded before (a restored snapshot's may have rotated).
     """
     global _credentials_loaded
     with _credentials_lock:
         if _credentials_loaded and not force:
             return
-        if force:  # ours to replace; the environment's own variables still win
-            for name in _loaded_credentials:
-                if os.environ.get(name) == _loaded_credentials[name]:
-                    del os.environ[name]
         _credentials_loaded = True
         from aws_lambda_powertools.utilities import parameters
 
@@ -127,26 +121,25 @@ def load_provider_credentials(force: bool = False) -> None:
             try:
                 values = parameters.get_parameters(path, decrypt=True, max_age=300, force_fetch=force)
                 for name, value in values.items():
-                    _credential_names.add(name.rsplit("/", 1)[-1])
                     _set_credential(name.rsplit("/", 1)[-1], str(value))
             except Exception as error:  # no parameters, or no permission: providers may not need any
                 logger.warning("provider credentials not loaded from SSM", extra={"path": path, "error": str(error)})
         secret = os.environ.get("MODEL_CREDENTIALS_SECRET")
         if secret:
             try:
-                secret_value = parameters.get_secret(secret, max_age=300, force_fetch=force)
-                for name, value in json.loads(str(secret_value)).items():
-                    _credential_names.add(name)
+                for name, value in json.loads(
+                    str(parameters.get_secret(secret, max_age=300, force_fetch=force))
+                ).items():
                     _set_credential(name, str(value))
             except Exception as error:
                 logger.warning("provider credentials not loaded from Secrets Manager", extra={"error": str(error)})
 
 
 def _set_credential(name: str, value: str) -> None:
-    """Set ``name`` unless the environment already has it; remember what was set here."""
-    if name not in os.environ:
+    """A loaded value, unless the environment set the variable itself (which always wins)."""
+    if name not in os.environ or name in _credential_names:
         os.environ[name] = value
-        _loaded_credentials[name] = value
+        _credential_names.add(name)
 
 
 def redact_credentials(message: str) -> str:
@@ -161,88 +154,72 @@ def redact_credentials(message: str) -> str:
     return message
 
 
-# What litellm imports lazily on its first streamed completion (measured with 1.106.0): about
-# two seconds that would otherwise land on the first user's time to first token.
-_FIRST_CALL_MODULES = (
-    "openai",
-    "openai.types.chat",
-    "openai.resources.chat",
-    "litellm.proxy._types",
-    "litellm.proxy._experimental.mcp_server.stdio_gate",
-    "litellm.llms.openai.chat.gpt_audio_transformation",
-    "litellm.llms.openai_like.dynamic_config",
-    "litellm.llms.litellm_proxy.chat.transformation",
-)
-
-
 def warm_up() -> None:
-    """Do at cold start what the first model call would: import litellm and its call path."""
-    import importlib
+    """Load ahead what the first litellm call would (seconds): for an init whose time no user
+    waits for, such as a SnapStart snapshot's. Without one, the agent step does not call it:
+    the direct adapter needs nothing of it (README, Benchmark > Cold start)."""
+    from .models import litellm_chat
 
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    litellm = importlib.import_module("litellm")
-    # litellm prices every response, which loads its tokenizer on the first call (~0.8 s).
-    litellm.token_counter(model="gpt-4o", messages=[{"role": "user", "content": "warm up"}])
-    for name in _FIRST_CALL_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # a litellm upgrade moved it: only the first call gets slower
-            logger.debug("warm-up import skipped", extra={"python_module": name})  # "module" is a LogRecord field
+    litellm_chat.warm_up()
 
 
 def stream_completion(request: ModelRequest) -> Generator[Chunk, None, None]:
     if route(request.model) is None:
         raise unavailable(request.model)
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     load_provider_credentials()
-    import litellm
+    from .models import adapter_for
 
-    litellm.disable_streaming_logging = True  # no callbacks configured: skip the logging thread
+    adapter = adapter_for(request)
     try:
-        response = litellm.completion(**request.arguments())
-        for chunk in response:
-            yield from _chunks(chunk)
+        yield from adapter.stream(request)
     except ModelError:
         raise
     except Exception as error:
-        raise classify(error, request.model) from error
+        raise classify(error, request.model, adapter.kind(error)) from error
 
 
-def _chunks(chunk: Any) -> Iterator[Chunk]:
-    usage = getattr(chunk, "usage", None)
-    if usage is not None and (getattr(usage, "prompt_tokens", None) or getattr(usage, "completion_tokens", None)):
-        yield TokenUsage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-    for choice in getattr(chunk, "choices", None) or []:
-        delta = getattr(choice, "delta", None)
+def chunks_of(chunk: Any) -> Iterator[Chunk]:
+    """The plain chunks of one streamed Chat Completions chunk: a parsed JSON object (the direct
+    adapter) or litellm's object; the same fields either way."""
+    get = _field if isinstance(chunk, dict) else getattr
+    usage = get(chunk, "usage", None)
+    if usage is not None and (get(usage, "prompt_tokens", None) or get(usage, "completion_tokens", None)):
+        yield TokenUsage(int(get(usage, "prompt_tokens", 0) or 0), int(get(usage, "completion_tokens", 0) or 0))
+    for choice in get(chunk, "choices", None) or []:
+        delta = get(choice, "delta", None)
         if delta is not None:
-            content = getattr(delta, "content", None)
+            content = get(delta, "content", None)
             if content:
                 yield TextDelta(content)
-            for call in getattr(delta, "tool_calls", None) or []:
-                function = getattr(call, "function", None)
+            for call in get(delta, "tool_calls", None) or []:
+                function = get(call, "function", None)
                 yield ToolCallDelta(
-                    index=int(getattr(call, "index", 0) or 0),
-                    id=getattr(call, "id", None),
-                    name=getattr(function, "name", None) if function else None,
-                    arguments=(getattr(function, "arguments", None) or "") if function else "",
+                    index=int(get(call, "index", 0) or 0),
+                    id=get(call, "id", None),
+                    name=get(function, "name", None) if function else None,
+                    arguments=(get(function, "arguments", None) or "") if function else "",
                 )
-        reason = getattr(choice, "finish_reason", None)
+        reason = get(choice, "finish_reason", None)
         if reason:
             yield Finish(str(reason))
 
 
-def classify(error: Exception, model: str = "") -> ModelError:
+def _field(value: Any, name: str, default: Any) -> Any:
+    """``getattr`` for the parsed JSON of a chunk (nested values are dicts too)."""
+    return value.get(name, default) if isinstance(value, dict) else getattr(value, name, default)
+
+
+def classify(error: Exception, model: str = "", kind: tuple[str, str] | None = None) -> ModelError:
     """Map a provider failure to the run's ``last_error``: OpenAI's code and one sentence a user
-    can act on. litellm's own message (multi-line, naming the library and its classes) goes to
-    the log only."""
+    can act on (``kind``, from the adapter that raised it). The library's own message
+    (multi-line, naming the library and its classes) goes to the log only."""
+    from .models import UNREACHABLE
+
     code, sentence = "server_error", "The model call failed unexpectedly; try the run again."
     if _unreachable(error):  # litellm reports some refused connections as 500s
-        sentence = _UNREACHABLE
-    else:
-        for kind, kind_code, kind_sentence in _kinds():
-            if isinstance(error, kind):
-                code, sentence = kind_code, kind_sentence
-                break
+        sentence = UNREACHABLE
+    elif kind is not None:
+        code, sentence = kind
     logger.warning(
         "model call failed",
         extra={
@@ -267,59 +244,6 @@ def _unreachable(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return any(sign in str(error) for sign in ("Connection refused", "Name or service not known"))
-
-
-def _kinds() -> tuple[tuple[type[BaseException], str, str], ...]:
-    import litellm
-
-    return (
-        (litellm.ContextWindowExceededError, "invalid_prompt", _CONTEXT),
-        (
-            litellm.ContentPolicyViolationError,
-            "invalid_prompt",
-            "The model provider refused the prompt under its content policy.",
-        ),
-        (
-            litellm.PaymentRequiredError,
-            "server_error",
-            "The model provider refused the call: the deployment's account has no credit left.",
-        ),
-        (
-            litellm.BadRequestError,
-            "invalid_prompt",
-            "The model provider rejected the request as invalid (check the model, tools and settings of the run).",
-        ),
-        (
-            litellm.UnprocessableEntityError,
-            "invalid_prompt",
-            "The model provider rejected the request as invalid (check the model, tools and settings of the run).",
-        ),
-        (
-            litellm.RateLimitError,
-            "rate_limit_exceeded",
-            "The model provider's rate limit was reached; try the run again later.",
-        ),
-        (
-            litellm.AuthenticationError,
-            "server_error",
-            "The model provider rejected the deployment's credentials for {model}.",
-        ),
-        (litellm.PermissionDeniedError, "server_error", "The model provider denied the deployment access to {model}."),
-        (litellm.NotFoundError, "invalid_prompt", "The model provider does not know the model {model}."),
-        (litellm.Timeout, "server_error", "The model provider did not answer in time; try the run again."),
-        (litellm.APIConnectionError, "server_error", _UNREACHABLE),
-        (litellm.InternalServerError, "server_error", _PROVIDER_DOWN),
-        (litellm.ServiceUnavailableError, "server_error", _PROVIDER_DOWN),
-        (litellm.BadGatewayError, "server_error", _PROVIDER_DOWN),
-    )
-
-
-_CONTEXT = (
-    "The conversation is longer than the model's context window; "
-    "set a truncation_strategy or max_prompt_tokens, or start a new thread."
-)
-_UNREACHABLE = "The model provider could not be reached; try the run again."
-_PROVIDER_DOWN = "The model provider had an error while processing the run; try the run again."
 
 
 def unavailable(model: str) -> ModelError:
