@@ -32,8 +32,16 @@ class IngestionStarter:
         self, state_machine_arn: str | None = None, client: Any = None, repo: Repository | None = None
     ) -> None:
         self.state_machine_arn = state_machine_arn or settings().ingest_state_machine_arn
-        self.client = client or boto3.client("stepfunctions", config=boto_config())
+        self._client = client
         self.repo = repo
+
+    @property
+    def client(self) -> Any:
+        """The Step Functions client, made when the first files are added: most requests that
+        take this dependency (a store created empty, an assistant) start nothing."""
+        if self._client is None:
+            self._client = boto3.client("stepfunctions", config=boto_config())
+        return self._client
 
     def start(self, tenant: str, vector_store_id: str, file_ids: list[str], *, batch_id: str | None = None) -> None:
         """Start executions for these files, FILES_PER_EXECUTION each; files whose execution

@@ -29,7 +29,7 @@ from ..config import settings
 from ..errors import RateLimitError
 from ..repository import RUN_PREFIX, THREAD_SK, ConcurrentModification, Repository, TransactionConflict, thread_pk
 from ..repository.rate_limits import RateLimitStore
-from ..types.run import TERMINAL_STATUSES
+from ..types.run_status import TERMINAL_STATUSES
 
 MICROS = 1_000_000
 # A run item's attribute naming the key whose slot it holds.

@@ -9,21 +9,9 @@ from pydantic import Field
 from .assistant import Instructions, Temperature, TopP
 from .common import Metadata, ObjectModel, RequestModel
 from .message import MessageCreateParams
+from .run_status import TERMINAL_STATUSES, RunStatus
 from .thread import ThreadCreateParams
 from .tools import ResponseFormat, RunTools, ToolChoice, ToolResources
-
-RunStatus = Literal[
-    "queued",
-    "in_progress",
-    "requires_action",
-    "cancelling",
-    "cancelled",
-    "failed",
-    "completed",
-    "incomplete",
-    "expired",
-]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"cancelled", "failed", "completed", "incomplete", "expired"})
 
 
 class TruncationStrategy(RequestModel):
