@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import emulator, schedules
+from . import cpu_meter, emulator, schedules
 from . import template as cfn
 from .emulator import stepfunctions
 from .lambda_runtime import (
@@ -232,6 +232,13 @@ def _faults_app(functions: Functions) -> WSGIApp:
     return application
 
 
+def _cpu_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """``GET /_local/cpu`` on moto's port: this process's CPU meters, for the gateway's."""
+    body = json.dumps(cpu_meter.snapshot()).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _exit_with_parent() -> None:
     """Exit as soon as stdin (a pipe from the parent) closes: the parent is gone, or stopping us."""
 
@@ -262,9 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     template = cfn.load_template()
     specs = cfn.functions(template)
     hosted = {name: specs[name] for name in filter(None, args.functions.split(","))}
+    cpu_meter.install()
     functions = Functions(hosted)
     aws = EmulatedAWS(args.port)
-    aws.start(routes={FAULTS_PATH: _faults_app(functions)})
+    aws.start(routes={FAULTS_PATH: _faults_app(functions), cpu_meter.PATH: _cpu_app})
     resolver = aws.create_resources(template)
     aws.dispatch_lambda_to(functions)
     apply_function_environment(hosted, resolver)
@@ -334,6 +342,11 @@ class AWSProcess:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
+
+    def cpu(self) -> dict[str, Any]:
+        """The child's CPU meters (see :mod:`local.cpu_meter`)."""
+        with urllib.request.urlopen(f"{self.endpoint_url}{cpu_meter.PATH}", timeout=10) as response:
+            return dict(json.loads(response.read()))
 
     def stop(self) -> None:
         """Close the child's stdin (it exits on EOF); kill it if it does not."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import cpu_meter
 from . import template as cfn
 from .lambda_runtime import FAULTS_PATH, Functions, api_error
 
@@ -152,8 +153,10 @@ class Gateway:
         open_keys: bool,
         auto_tenant: Callable[[str], None],
         forward_fault: Callable[[bytes], tuple[int, bytes]],
+        aws_cpu: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.functions = functions
+        self.aws_cpu = aws_cpu  # the emulated AWS process's CPU meters (see local.cpu_meter)
         self.function_names = set(cfn.functions(template))
         self.forward_fault = forward_fault  # for functions that the emulated AWS runs
         self.routes = routes_from_template(template, functions.specs)
@@ -177,6 +180,8 @@ class Gateway:
         method, path = scope["method"], scope["path"]
         if path == FAULTS_PATH and method == "POST":
             return await self._inject_fault(receive, send)
+        if path == cpu_meter.PATH and method == "GET":
+            return await self._cpu(send)
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
         if route is None:  # API Gateway's answer to a method and path no route has
             return await self._gateway_response(send, "MISSING_AUTHENTICATION_TOKEN", 403)
@@ -197,7 +202,17 @@ class Gateway:
                 return await self._gateway_response(send, "UNAUTHORIZED", 401)
             context["authorizer"] = authorizer_context
         headers.append((b"x-amzn-request-context", json.dumps(context).encode()))
-        await self.functions.asgi_app(route.function)({**scope, "headers": headers}, receive, send)
+        with cpu_meter.charging(route.function):  # this request's event loop steps and threads
+            await self.functions.asgi_app(route.function)({**scope, "headers": headers}, receive, send)
+
+    async def _cpu(self, send: Any) -> None:
+        """Local only: CPU seconds per function so far, in each process (see local.cpu_meter)."""
+        import anyio.to_thread
+
+        body = {"api": cpu_meter.snapshot()}
+        if self.aws_cpu is not None:
+            body["aws"] = await anyio.to_thread.run_sync(self.aws_cpu)
+        await _respond(send, 200, json.dumps(body).encode())
 
     async def _gateway_response(self, send: Any, kind: str, default_status: int) -> None:
         status, body = self.responses.get(kind) or api_error(default_status, kind.replace("_", " ").lower())

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from . import cpu_meter
 from . import template as cfn
 
 # Variables that configure the Lambda Web Adapter itself, not the app: never applied locally.
@@ -135,7 +136,9 @@ class Functions:
             raise RuntimeError(f"injected fault in {name}")
         if fault is not None:
             return self._invoke_doomed(name, payload, fault)
-        return self.handler(name)(payload, LambdaContext(function_name=name))
+        handler = self.handler(name)
+        with cpu_meter.invocation(name):
+            return handler(payload, LambdaContext(function_name=name))
 
     def inject_fault(self, request: dict[str, Any]) -> tuple[int, bytes]:
         """``{"function": name, "times": n, "after_ms": ms, "error": name}``: the next n

@@ -34,6 +34,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from . import cpu_meter
 from . import template as cfn
 from .aws import AWSProcess
 from .gateway import Gateway, gateway_functions
@@ -61,6 +62,7 @@ def build(aws_port: int | None = None) -> LocalStack:
     The caller stops ``aws`` when done (the child also exits by itself when this process does).
     """
     template = cfn.load_template()
+    cpu_meter.install()
     aws = AWSProcess(aws_port)
     os.environ.update(
         {
@@ -97,7 +99,12 @@ def build(aws_port: int | None = None) -> LocalStack:
         for key, tenant in parse_key_list(raw_keys).items():
             store_key(Repository(), key, tenant, name="local (ASSISTANTS_API_KEYS)")
         gateway = Gateway(
-            template, functions, open_keys=not raw_keys, auto_tenant=auto_tenant, forward_fault=aws.inject_fault
+            template,
+            functions,
+            open_keys=not raw_keys,
+            auto_tenant=auto_tenant,
+            forward_fault=aws.inject_fault,
+            aws_cpu=aws.cpu,
         )
     except BaseException:
         aws.stop()
