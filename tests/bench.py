@@ -750,8 +750,8 @@ def report_function_cpu(phases: list[Phase], usage: dict[int, dict[str, float]],
     print()
     print("  CPU per run by function, ms (thread CPU while each function's code runs: local.cpu_meter)")
     print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
-    functions = sorted(
-        {n for c in levels for n in per_run[c] if ":" not in n and n != "dynamodb"},
+    functions = sorted(  # those that ran during the phases (the setup's are not in them)
+        {n for c in levels for n, ms_run in per_run[c].items() if ":" not in n and n != "dynamodb" and ms_run >= 0.5},
         key=lambda n: -per_run[levels[0]].get(n, 0.0),
     )
     rows = [(name, name) for name in functions] + [
