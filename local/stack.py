@@ -19,7 +19,8 @@ or timed-out environment, or sooner by ``{"function": name, "kill": true}``; see
 :class:`local.lambda_runtime.Fault`);
 ``{"operation": name, "error": code, "times": n}`` makes the next n calls of an emulated AWS
 operation answer that error (AgentCore Code Interpreter operations, see
-:meth:`local.emulator.agentcore.AgentCore.inject_fault`).
+:meth:`local.emulator.agentcore.AgentCore.inject_fault`). ``GET /_local/cpu`` answers the CPU
+seconds each function has used so far in either process (:mod:`local.cpu_meter`, for ``make bench``).
 
 Keys: with ``ASSISTANTS_API_KEYS`` (``key=tenant,key2=tenant2``; a bare ``key`` is its own
 tenant) only those keys work. Without it, any key works and each distinct key is its own
