@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import emulator, meter, schedules
+from . import cpu_meter, emulator, meter, schedules
 from . import template as cfn
 from .emulator import stepfunctions
 from .lambda_runtime import (
@@ -232,6 +232,13 @@ def _faults_app(functions: Functions) -> WSGIApp:
     return application
 
 
+def _cpu_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """``GET /_local/cpu`` on moto's port: this process's CPU meters, for the gateway's."""
+    body = json.dumps(cpu_meter.snapshot()).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _exit_with_parent() -> None:
     """Exit as soon as stdin (a pipe from the parent) closes: the parent is gone, or stopping us."""
 
@@ -264,9 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     template = cfn.load_template()
     specs = cfn.functions(template)
     hosted = {name: specs[name] for name in filter(None, args.functions.split(","))}
+    cpu_meter.install()
     functions = Functions(hosted)
     aws = EmulatedAWS(args.port)
-    aws.start(routes={FAULTS_PATH: _faults_app(functions), meter.PATH: meter.http_app()})
+    aws.start(routes={FAULTS_PATH: _faults_app(functions), meter.PATH: meter.http_app(), cpu_meter.PATH: _cpu_app})
     resolver = aws.create_resources(template)
     aws.dispatch_lambda_to(functions)
     apply_function_environment(hosted, resolver)
@@ -341,6 +349,11 @@ class AWSProcess:
         """The child's counts (``make cost``, see :mod:`local.meter`); ``DELETE`` resets them."""
         request = urllib.request.Request(f"{self.endpoint_url}{meter.PATH}", method=method)
         with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    def cpu(self) -> dict[str, Any]:
+        """The child's CPU meters (see :mod:`local.cpu_meter`)."""
+        with urllib.request.urlopen(f"{self.endpoint_url}{cpu_meter.PATH}", timeout=10) as response:
             return dict(json.loads(response.read()))
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import meter
+from . import cpu_meter, meter
 from . import template as cfn
 from .lambda_runtime import FAULTS_PATH, Functions, api_error
 
@@ -154,9 +154,11 @@ class Gateway:
         auto_tenant: Callable[[str], None],
         forward_fault: Callable[[bytes], tuple[int, bytes]],
         forward_meter: Callable[[str], dict[str, Any]] = lambda method: {},
+        aws_cpu: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.functions = functions
         self.forward_meter = forward_meter  # the emulated AWS's counts
+        self.aws_cpu = aws_cpu  # the emulated AWS process's CPU meters (see local.cpu_meter)
         self.function_names = set(cfn.functions(template))
         self.forward_fault = forward_fault  # for functions that the emulated AWS runs
         self.routes = routes_from_template(template, functions.specs)
@@ -182,6 +184,8 @@ class Gateway:
             return await self._inject_fault(receive, send)
         if path == meter.PATH and meter.ENABLED:
             return await self._meter(method, send)
+        if path == cpu_meter.PATH and method == "GET":
+            return await self._cpu(send)
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
         if route is None:  # API Gateway's answer to a method and path no route has
             return await self._gateway_response(send, "MISSING_AUTHENTICATION_TOKEN", 403)
@@ -203,11 +207,21 @@ class Gateway:
             context["authorizer"] = authorizer_context
         headers.append((b"x-amzn-request-context", json.dumps(context).encode()))
         app = self.functions.asgi_app(route.function)
-        if not meter.ENABLED:
-            return await app({**scope, "headers": headers}, receive, send)
-        meter.METER.add_api_request()
-        with meter.METER.invocation(route.function):  # a streamed answer bills until its last byte
-            await app({**scope, "headers": headers}, receive, send)
+        with cpu_meter.charging(route.function):  # this request's event loop steps and threads
+            if not meter.ENABLED:
+                return await app({**scope, "headers": headers}, receive, send)
+            meter.METER.add_api_request()
+            with meter.METER.invocation(route.function):  # a streamed answer bills until its last byte
+                await app({**scope, "headers": headers}, receive, send)
+
+    async def _cpu(self, send: Any) -> None:
+        """Local only: CPU seconds per function so far, in each process (see local.cpu_meter)."""
+        import anyio.to_thread
+
+        body = {"api": cpu_meter.snapshot()}
+        if self.aws_cpu is not None:
+            body["aws"] = await anyio.to_thread.run_sync(self.aws_cpu)
+        await _respond(send, 200, json.dumps(body).encode())
 
     async def _gateway_response(self, send: Any, kind: str, default_status: int) -> None:
         status, body = self.responses.get(kind) or api_error(default_status, kind.replace("_", " ").lower())

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import meter
+from . import cpu_meter, meter
 from . import template as cfn
 
 # What Lambda's Python runtime has on its path beside the function's code and layers: here, the
@@ -181,7 +181,9 @@ class Functions:
             raise RuntimeError(f"injected fault in {name}")
         if fault is not None:
             return self._invoke_doomed(name, payload, fault)
-        return self.handler(name)(payload, LambdaContext(function_name=name))
+        handler = self.handler(name)
+        with cpu_meter.invocation(name):
+            return handler(payload, LambdaContext(function_name=name))
 
     def inject_fault(self, request: dict[str, Any]) -> tuple[int, bytes]:
         """``{"function": name, "times": n, "after_ms": ms, "error": name}``: the next n

@@ -153,6 +153,9 @@ class Phase:
     loop_lag: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # process -> cores busy during the phase
     wall: float = 0.0
+    # CPU seconds during the phase per function, and per stack process outside any function
+    # ("api:rest", "aws:rest"), from the stack's meters (local.cpu_meter)
+    functions: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ processes
@@ -282,6 +285,23 @@ class CpuMeter:
         return used
 
 
+def function_cpu(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds per function between two ``/_local/cpu`` answers, and each process's rest."""
+    out: dict[str, float] = {}
+    for process in ("api", "aws"):
+        if process not in after:
+            continue
+        old, new = before.get(process, {}).get("functions", {}), after[process]["functions"]
+        charged = 0.0
+        for name, meter in new.items():
+            spent = meter["cpu"] - old.get(name, {}).get("cpu", 0.0)
+            out[name] = out.get(name, 0.0) + spent
+            charged += spent
+        whole = after[process]["process_cpu"] - before.get(process, {}).get("process_cpu", 0.0)
+        out[f"{process}:rest"] = whole - charged
+    return out
+
+
 # ------------------------------------------------------------------ the fake alone
 
 
@@ -377,6 +397,7 @@ class Bench:
     def __init__(self, stack_url: str, fake_url: str, meter: CpuMeter) -> None:
         from openai import AsyncOpenAI
 
+        self.stack_url = stack_url
         self.fake_url = fake_url
         self.meter = meter
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -466,6 +487,7 @@ class Bench:
                 asyncio.create_task(self._ticker(phase, finished)),
             ]
         run_length = TTFT + WORDS / TPS
+        functions_before = await self._function_meters()
         before = self.meter.snapshot()
 
         async def worker(index: int) -> None:
@@ -477,9 +499,16 @@ class Bench:
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         after = self.meter.snapshot()
         phase.cpu, phase.wall = CpuMeter.cores(before, after), after["wall"] - before["wall"]
+        phase.functions = function_cpu(functions_before, await self._function_meters())
         finished.set()
         await asyncio.gather(*background)
         return phase
+
+    async def _function_meters(self) -> dict[str, Any]:
+        """The local stack's CPU meters per function, in both its processes (local.cpu_meter)."""
+        response = await self.http.get(f"{self.stack_url}/_local/cpu")
+        response.raise_for_status()
+        return dict(response.json())
 
     async def close(self) -> None:
         await self.client.close()
@@ -662,6 +691,7 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
         cores = os.cpu_count()
         print(f"  {HIGH} streams at the model's pace would need about {need:.1f} cores; this machine has {cores}:")
         print(f"    {cost:.0f} ms CPU per run (stack and DynamoDB Local, at 1 stream) x {HIGH} runs / {length:.2f} s")
+    report_function_cpu(phases, usage, levels)
     if max(usage[c]["others"] for c in levels) > 0.25:
         print("  warning: other processes used this machine's CPU meanwhile: the figures are disturbed")
 
@@ -699,6 +729,42 @@ def report(calibration: dict[str, list[float]], upstream: float, phases: list[Ph
             met = met and ok
             print(f"  {'PASS' if ok else 'MISS'}  {f'c={concurrency}':<5} {name:<30} {value}")
     return met
+
+
+def report_function_cpu(phases: list[Phase], usage: dict[int, dict[str, float]], levels: tuple[int, ...]) -> None:
+    """CPU per run by function (what each Lambda's environment would spend), from local.cpu_meter."""
+    ms = 1000
+    per_run: dict[int, dict[str, float]] = {}
+    for concurrency in levels:
+        selected = [p for p in phases if p.concurrency == concurrency]
+        count = sum(len(p.runs) for p in selected) or 1
+        totals: dict[str, float] = {}
+        for phase in selected:
+            for name, seconds in phase.functions.items():
+                totals[name] = totals.get(name, 0.0) + seconds
+        per_run[concurrency] = {name: seconds / count * ms for name, seconds in totals.items()}
+        wall = sum(p.wall for p in selected) or 1.0
+        per_run[concurrency]["dynamodb"] = usage[concurrency]["dynamodb"] * wall / count * ms
+    if not any(per_run[c] for c in levels):
+        return
+    print()
+    print("  CPU per run by function, ms (thread CPU while each function's code runs: local.cpu_meter)")
+    print(f"  {'':<60} " + " ".join(f"{f'c={c}':>7}" for c in levels))
+    functions = sorted(  # those that ran during the phases (the setup's are not in them)
+        {n for c in levels for n, ms_run in per_run[c].items() if ":" not in n and n != "dynamodb" and ms_run >= 0.5},
+        key=lambda n: -per_run[levels[0]].get(n, 0.0),
+    )
+    rows = [(name, name) for name in functions] + [
+        ("api:rest", "API process outside functions (uvicorn, the gateway)"),
+        ("aws:rest", "emulated AWS outside functions (moto, Step Functions)"),
+        ("dynamodb", "DynamoDB Local (Java)"),
+    ]
+    for key, label in rows:
+        print(f"  {label:<60} " + " ".join(f"{per_run[c].get(key, 0.0):7.0f}" for c in levels))
+    in_functions = " ".join(f"{sum(per_run[c].get(n, 0.0) for n in functions):7.0f}" for c in levels)
+    print(f"  {'total in the functions (what Lambda runs)':<60} " + in_functions)
+    everything = " ".join(f"{sum(per_run[c].values()):7.0f}" for c in levels)
+    print(f"  {'total with the emulators and DynamoDB Local':<60} " + everything)
 
 
 # ------------------------------------------------------------------ main

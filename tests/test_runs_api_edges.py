@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 import httpx
+import openai
+import pytest
 from openai import OpenAI
 
 from assistants_core.repository import THREAD_SK, Repository, thread_pk
@@ -182,3 +184,33 @@ def test_cancel_ends_cancelled_even_if_the_stop_fails(repo: Repository) -> None:
     assert stored is not None and stored.status == "cancelled"
     thread_item = repo.get(thread_pk(tenant, thread.id), THREAD_SK)
     assert thread_item is not None and "active_run_id" not in thread_item.attributes
+
+
+# ------------------------------------------------------------------ the assistant a run copies
+
+
+def test_a_run_copies_the_assistant_as_it_is_now_though_the_runs_function_cached_it(
+    client: OpenAI, fake_llm: FakeLLM, model: str
+) -> None:
+    """The runs function keeps the assistants its runs copied and checks the version in the
+    run's transaction (services.assistants.assistant_for_run): an update or a delete made
+    through the assistants function since must still show."""
+    assistant = client.beta.assistants.create(model=model, instructions="First.")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    script(fake_llm, model, text("One."))
+    first = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
+    assert first.instructions == "First."
+    wait_for(client, thread.id, first.id, TERMINAL)
+
+    client.beta.assistants.update(assistant.id, instructions="Second.", metadata={"v": "2"})
+    script(fake_llm, model, text("Two."))
+    second = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
+    assert second.instructions == "Second."
+    wait_for(client, thread.id, second.id, TERMINAL)
+    assert client.beta.threads.runs.retrieve(second.id, thread_id=thread.id).instructions == "Second."
+
+    client.beta.assistants.delete(assistant.id)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
+    assert isinstance(raised.value.body, dict) and raised.value.body["param"] == "assistant_id"
+    assert [run.id for run in client.beta.threads.runs.list(thread.id).data] == [second.id, first.id]

@@ -17,8 +17,8 @@ from aws_lambda_powertools import Logger
 
 from ..config import settings
 from ..ids import now
-from ..repository import THREAD_SK, Repository, step_prefix, step_sk
-from ..services.lifecycle import RunRef, fail, load_run, transition
+from ..repository import THREAD_SK, Repository, StoredDoc, step_prefix, step_sk
+from ..services.lifecycle import RunRef, fail, load_run, transition_stored
 from ..services.run_events import RunEventWriter
 from ..services.vector_stores import touch
 from ..types import Run, RunStep
@@ -83,7 +83,9 @@ def _step(
     if replay is not None:
         replay.observe(thread_items, run.id)
     if resume or (replay is not None and run.status == "in_progress"):  # resumed, or started by an earlier attempt
-        return _turns(repo, ref, run, events, search, replay=replay) if run.status == "in_progress" else run.status
+        if run.status != "in_progress":
+            return run.status
+        return _turns(repo, ref, run, events, search, replay=replay, stored_run=stored)
     if search is not None and not outputs and run.status == "queued" and _still_ingesting(search, run):
         return WAITING
     if outputs:
@@ -93,7 +95,7 @@ def _step(
     # A first turn starts the model call now: marking the run in_progress overlaps its time to first token.
     first = Turn(repo, ref, run, events, search, replay=replay)
     prefetch = None if outputs else first.start_model(thread_items)
-    started = transition(
+    moved = transition_stored(
         repo,
         ref,
         "in_progress",
@@ -102,15 +104,26 @@ def _step(
         remove=["tool_outputs"],
         stored=stored,  # applying tool outputs changes a step, not the run item
     )
-    if started is None:
+    if moved is None:
         if prefetch is not None:
             prefetch.abandon()
         current = load_run(repo, ref)
         return current.status if current else "missing"
     if search is not None and not outputs:
         touch(repo, ref.tenant, search.stores)  # a run uses its stores, searching or not: their expiry moves
+    started, first.stored_run = moved
     first.run = started
-    return _turns(repo, ref, started, events, search, prefetch, first if prefetch is not None else None, replay=replay)
+    return _turns(
+        repo,
+        ref,
+        started,
+        events,
+        search,
+        prefetch,
+        first if prefetch is not None else None,
+        replay=replay,
+        stored_run=first.stored_run,
+    )
 
 
 def _turns(
@@ -123,11 +136,13 @@ def _turns(
     first: Turn | None = None,
     *,
     replay: Replay | None = None,
+    stored_run: StoredDoc | None = None,
 ) -> str:
     """The run's turns in this invocation: one, and more while the model only searches.
-    ``first``: the turn that started ``prefetch`` (it knows what the request offered)."""
+    ``first``: the turn that started ``prefetch`` (it knows what the request offered).
+    ``stored_run``: the run item as last read or written (a search round does not change it)."""
     try:
-        turn = first or Turn(repo, ref, started, events, search, replay=replay)
+        turn = first or Turn(repo, ref, started, events, search, replay=replay, stored_run=stored_run)
         status = turn.execute(prefetch)
         rounds = 1
         while status == CONTINUE:  # the model searched: it answers (or searches again) next
@@ -136,7 +151,17 @@ def _turns(
                 failed = fail(repo, ref, "server_error", message, events)
                 return failed.status if failed else "failed"
             more = rounds < file_search.MAX_ROUNDS
-            turn = Turn(repo, ref, started, events, search, carried=turn.carried, search_more=more, replay=replay)
+            turn = Turn(
+                repo,
+                ref,
+                started,
+                events,
+                search,
+                carried=turn.carried,
+                search_more=more,
+                replay=replay,
+                stored_run=stored_run,
+            )
             status = turn.execute()
             rounds += 1
         return status

@@ -68,10 +68,14 @@ class Turn:
         carried: Usage | None = None,
         search_more: bool = True,
         replay: Replay | None = None,
+        stored_run: StoredDoc | None = None,
     ) -> None:
         self.repo = repo
         self.ref = ref
         self.run = run
+        # The run item as this invocation last wrote or read it: the turn's end writes on top of
+        # it without reading it again (a stale one, changed meanwhile, costs a failed write).
+        self.stored_run = stored_run
         self.events = events
         self.search = search
         self.search_more = search_more  # False: the model has searched enough and must answer
@@ -537,7 +541,7 @@ class Turn:
         self._save(
             step_sk(self.run.id, step.id), step.model_dump(mode="json"), search_arguments=self._search_arguments()
         )
-        return park_for_tool_outputs(self.repo, self.ref, calls, self.events, self.carried + usage)
+        return park_for_tool_outputs(self.repo, self.ref, calls, self.events, self.carried + usage, self.stored_run)
 
     def _finish_incomplete(self, reason: str, usage: Usage) -> str:
         spent = self.carried + usage
@@ -547,7 +551,13 @@ class Turn:
             run.usage = (run.usage or Usage()) + spent
 
         ended = transition(
-            self.repo, self.ref, "incomplete", allowed_from={"in_progress"}, events=self.events, change=explain
+            self.repo,
+            self.ref,
+            "incomplete",
+            allowed_from={"in_progress"},
+            events=self.events,
+            change=explain,
+            stored=self.stored_run,
         )
         return ended.status if ended else self._current_status()
 
@@ -558,7 +568,13 @@ class Turn:
             run.usage = (run.usage or Usage()) + spent
 
         ended = transition(
-            self.repo, self.ref, status, allowed_from={"in_progress"}, events=self.events, change=account
+            self.repo,
+            self.ref,
+            status,
+            allowed_from={"in_progress"},
+            events=self.events,
+            change=account,
+            stored=self.stored_run,
         )
         return ended.status if ended else self._current_status()
 

@@ -39,6 +39,9 @@ DATA_POINTERS = pointer_of("data")
 Event = tuple[str, str, dict[str, Any] | None]
 
 
+_LAST_EVENT_SK = event_sk(10**10 - 1)
+
+
 class RunLog(DocumentStore):
     """Append and read a run's event log (``T#<t>#RUN#<run_id>`` / ``EVT#<seq>``)."""
 
@@ -118,8 +121,11 @@ class RunLog(DocumentStore):
     def read_events(self, pk: str, after_seq: int, limit: int = 100) -> EventPage:
         """Events in log items after ``after_seq`` (at most ``limit`` items), oldest first;
         strongly consistent. Events kept in S3 are fetched (in parallel)."""
+        # A stream calls this every few tens of ms: the expression is written out, not built
+        # from Key() conditions on every call.
         response = self.table.query(
-            KeyConditionExpression=Key("PK").eq(pk) & Key("SK").between(event_sk(after_seq + 1), event_sk(10**10 - 1)),
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues={":pk": pk, ":first": event_sk(after_seq + 1), ":last": _LAST_EVENT_SK},
             ConsistentRead=True,
             Limit=limit,
         )

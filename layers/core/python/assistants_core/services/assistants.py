@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from typing import Any
+
 from ..errors import NotFoundError
 from ..ids import new_id, now
 from ..repository import ASSISTANT_PREFIX, Repository, tenant_pk
@@ -35,6 +39,46 @@ def get_assistant(repo: Repository, tenant: str, assistant_id: str) -> Assistant
     if doc is None:
         raise NotFoundError.for_object("assistant", assistant_id, param="assistant_id")
     return Assistant.model_validate(doc)
+
+
+# The assistants new runs copied lately, with the version read: (tenant, id) -> (assistant, version).
+_RUN_CACHE: OrderedDict[tuple[str, str], tuple[Assistant, int]] = OrderedDict()
+_RUN_CACHE_SIZE = 128
+_run_cache_lock = threading.Lock()  # one process serves several requests at once (the local stack)
+
+
+def assistant_for_run(repo: Repository, tenant: str, assistant_id: str) -> tuple[Assistant, dict[str, Any]]:
+    """The assistant a new run copies, and the transaction check that it is still the version
+    copied: the run's own transaction carries it, so a cached copy costs no read of its own.
+
+    An update (every write bumps the version) or a delete since fails the check; the caller then
+    calls :func:`forget_assistant` and asks again, which reads it (or answers 404).
+    """
+    key = (tenant, assistant_id)
+    with _run_cache_lock:
+        cached = _RUN_CACHE.get(key)
+        if cached is not None:
+            _RUN_CACHE.move_to_end(key)
+    if cached is None:
+        stored = repo.get(tenant_pk(tenant), _sk(assistant_id))
+        if stored is None:
+            raise NotFoundError.for_object("assistant", assistant_id, param="assistant_id")
+        cached = (Assistant.model_validate(stored.doc), stored.version)
+        with _run_cache_lock:
+            _RUN_CACHE[key] = cached
+            while len(_RUN_CACHE) > _RUN_CACHE_SIZE:
+                _RUN_CACHE.popitem(last=False)
+    assistant, version = cached
+    check = repo.op_condition(
+        tenant_pk(tenant), _sk(assistant_id), "#version = :version", {":version": version}, {"#version": "version"}
+    )
+    return assistant, check
+
+
+def forget_assistant(tenant: str, assistant_id: str) -> None:
+    """Drop a cached assistant whose check failed (see :func:`assistant_for_run`)."""
+    with _run_cache_lock:
+        _RUN_CACHE.pop((tenant, assistant_id), None)
 
 
 def update_assistant(

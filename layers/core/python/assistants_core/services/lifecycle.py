@@ -18,6 +18,7 @@ from ..config import settings
 from ..ids import now
 from ..repository import (
     MESSAGE_PREFIX,
+    MIRRORED_ATTRIBUTES,
     RUN_PREFIX,
     THREAD_SK,
     ConcurrentModification,
@@ -76,12 +77,31 @@ def transition(
     """Move a run to ``status`` if it is in one of ``allowed_from``; None if it is not.
 
     The new run and its ``thread.run.<status>`` event are written in one transaction.
-    ``stored`` is the run as the caller just read it (saves a read; re-read on a lost race).
-    Reaching a terminal status releases the thread's run lock in that same transaction: a
-    client that reads the end event (or the ended run) may add a message at once. The run's
-    slot of its API key is freed after.
+    ``stored`` is the run as the caller last read or wrote it (saves a read; a stale one costs
+    a failed conditional write, then a read). Reaching a terminal status releases the thread's
+    run lock in that same transaction: a client that reads the end event (or the ended run) may
+    add a message at once. The run's slot of its API key is freed after.
     """
+    moved = transition_stored(
+        repo, ref, status, allowed_from=allowed_from, events=events, change=change, remove=remove, stored=stored
+    )
+    return moved[0] if moved else None
+
+
+def transition_stored(
+    repo: Repository,
+    ref: RunRef,
+    status: str,
+    *,
+    allowed_from: Iterable[str],
+    events: RunEventWriter | None,
+    change: Callable[[Run], None] | None = None,
+    remove: Iterable[str] = (),
+    stored: StoredDoc | None = None,
+) -> tuple[Run, StoredDoc] | None:
+    """:func:`transition`, also returning the run as written: the ``stored`` of its next one."""
     allowed = set(allowed_from)
+    remove = list(remove)
     holds_lock = True  # until a failed write shows the thread's lock is not this run's
     for _ in range(10):
         current = stored if stored is not None else repo.get(ref.pk, ref.sk)
@@ -112,7 +132,9 @@ def transition(
             continue
         if run.is_terminal:
             free_run_slot(repo, ref.tenant, current.attributes.get(RUN_KEY_ATTRIBUTE), ref.thread_id, ref.run_id)
-        return run
+        attributes = {k: v for k, v in current.attributes.items() if k not in remove}
+        attributes.update({name: doc[name] for name in MIRRORED_ATTRIBUTES if name in doc})
+        return run, StoredDoc(doc=doc, version=current.version + 1, attributes=attributes)
     raise ConcurrentModification(f"run {ref.run_id}: too many concurrent changes")
 
 
@@ -148,7 +170,12 @@ def _stamp(run: Run) -> None:
 
 
 def park_for_tool_outputs(
-    repo: Repository, ref: RunRef, calls: list[dict[str, Any]], events: RunEventWriter, spent: Usage | None = None
+    repo: Repository,
+    ref: RunRef,
+    calls: list[dict[str, Any]],
+    events: RunEventWriter,
+    spent: Usage | None = None,
+    stored: StoredDoc | None = None,
 ) -> str:
     """Move the run to ``requires_action`` for the client's function calls among ``calls`` (a
     step's recorded tool calls); returns the run's status."""
@@ -173,7 +200,9 @@ def park_for_tool_outputs(
             run.usage = (run.usage or Usage()) + spent
         run.expires_at = now() + settings().run_expiry_seconds
 
-    parked = transition(repo, ref, "requires_action", allowed_from={"in_progress"}, events=events, change=park)
+    parked = transition(
+        repo, ref, "requires_action", allowed_from={"in_progress"}, events=events, change=park, stored=stored
+    )
     if parked is not None:
         return parked.status
     current = load_run(repo, ref)

@@ -43,7 +43,7 @@ from ..types import (
 from ..types.events import THREAD_CREATED, run_event
 from ..types.run_step import without_search_content
 from . import rate_limits
-from .assistants import get_assistant
+from .assistants import assistant_for_run, forget_assistant
 from .lifecycle import RunRef, close_open_steps, fail, load_run, transition
 from .messages import build_message, message_sk
 from .models import require_available
@@ -114,42 +114,48 @@ def create_run(
     and a stream sees the run from its first event. With a limit on runs in progress, the
     transaction also takes one of the ``caller``'s slots: a run over the limit creates nothing.
     """
-    assistant = get_assistant(repo, tenant, params.assistant_id)
+    assistant, assistant_check = assistant_for_run(repo, tenant, params.assistant_id)
     if params.model:
         require_available(params.model)
-    run = _new_run(thread_id, assistant, params)  # any size: the repository keeps large docs in S3
-    ref = RunRef(tenant, thread_id, run.id)
     if params.additional_messages:
         check_attachments(repo, tenant, params.additional_messages, param="additional_messages")
     extra = [build_message(thread_id, m) for m in params.additional_messages or []]
     pk = thread_pk(tenant, thread_id)
-    first: list[tuple[str, dict[str, Any]]] = []
-    if created_thread is not None:
-        first.append((THREAD_CREATED, created_thread.model_dump(mode="json")))
-    first += [(run_event("created"), run.model_dump(mode="json")), (run_event("queued"), run.model_dump(mode="json"))]
-    events = RunEventWriter(repo, tenant, run.id, next_seq=1)
-    slot = rate_limits.op_take_run_slot(repo, caller, thread_id, run.id)
-    # The run names the key whose slot it holds, for whoever ends it.
-    holder: dict[str, Any] = {RUN_KEY_ATTRIBUTE: caller.key_id} if slot and caller else {}
-    ops = [
-        *([slot] if slot else []),  # first: its cancellation reason is at index 0
-        repo.op_update(
-            pk,
-            THREAD_SK,
-            "SET active_run_id = :run",
-            "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
-            {":run": run.id},
-        ),
-        repo.op_put(pk, ref.sk, run.model_dump(mode="json"), **holder),
-        *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
-    ]
+    run = _new_run(thread_id, assistant, params)  # any size: the repository keeps large docs in S3
     freed_stale_slots = False
     try:
         for attempt in range(3):
+            run_doc = run.model_dump(mode="json")
+            first: list[tuple[str, dict[str, Any]]] = []
+            if created_thread is not None:
+                first.append((THREAD_CREATED, created_thread.model_dump(mode="json")))
+            first += [(run_event("created"), run_doc), (run_event("queued"), run_doc)]
+            events = RunEventWriter(repo, tenant, run.id, next_seq=1)
+            slot = rate_limits.op_take_run_slot(repo, caller, thread_id, run.id)
+            # The run names the key whose slot it holds, for whoever ends it.
+            holder: dict[str, Any] = {RUN_KEY_ATTRIBUTE: caller.key_id} if slot and caller else {}
+            ops = [
+                *([slot] if slot else []),  # first: its cancellation reason is at index 0
+                repo.op_update(
+                    pk,
+                    THREAD_SK,
+                    "SET active_run_id = :run",
+                    "attribute_exists(PK) AND attribute_not_exists(active_run_id)",
+                    {":run": run.id},
+                ),
+                repo.op_put(pk, RUN_PREFIX + run.id, run_doc, **holder),
+                *[repo.op_put(pk, message_sk(m.id), m.model_dump(mode="json")) for m in extra],
+                assistant_check,  # last: its cancellation reason is at index len(ops) - 1
+            ]
             try:
                 events.emit_many(first, with_ops=ops)
                 break
             except ConcurrentModification as error:
+                if rate_limits.failed_at(error, len(ops) - 1):  # the run copied a stale assistant
+                    forget_assistant(tenant, params.assistant_id)
+                    assistant, assistant_check = assistant_for_run(repo, tenant, params.assistant_id)
+                    run = _new_run(thread_id, assistant, params)
+                    continue
                 if slot and caller and rate_limits.slot_refused(error, 0):
                     if not freed_stale_slots and rate_limits.free_stale_run_slots(repo, caller):
                         freed_stale_slots = True
@@ -165,6 +171,7 @@ def create_run(
             raise ConcurrentModification(f"thread {thread_id}: too many concurrent changes")
     except ItemTooLarge as error:
         raise _run_too_large(error.key, params, extra) from None
+    ref = RunRef(tenant, thread_id, run.id)
     try:
         if params.additional_messages:
             # Once the run holds the thread (a rejected run must not touch its store), and before
@@ -196,7 +203,7 @@ def create_thread_and_run(
     *,
     caller: Caller | None = None,
 ) -> Run:
-    get_assistant(repo, tenant, params.assistant_id)  # fail before creating the thread
+    assistant_for_run(repo, tenant, params.assistant_id)  # fail before creating the thread (and cache it)
     if params.model:
         require_available(params.model)
     thread_params = params.thread or ThreadCreateParams()
