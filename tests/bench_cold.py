@@ -291,6 +291,9 @@ def function_env(stack_env: dict[str, str], aws_endpoint: str) -> dict[str, str]
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # The targets are without SnapStart: a SnapStart function's local init would run its
+            # before-snapshot hooks (the agent step's loads litellm there, for the snapshot).
+            "LOCAL_PARAMETERS": ",".join(filter(None, [os.environ.get("LOCAL_PARAMETERS", ""), "SnapStart=Disabled"])),
         }
     )
     return env

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.bench_cold import AGENT_STEP, TARGET_AGENT_STEP_S, TARGET_API_S, measure
 
 
@@ -34,3 +36,15 @@ def test_the_agent_steps_invocations_are_model_turns(tmp_path: Path) -> None:
         json.loads((tmp_path / f"{AGENT_STEP}-0.{kind}.json").read_text()) for kind in ("event", "warm-event")
     )
     assert first["run_id"] != warm["run_id"] and first["thread_id"] != warm["thread_id"]
+
+
+def test_the_cold_starts_are_measured_without_snapstart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The targets are without SnapStart: a SnapStart init would load litellm for its snapshot."""
+    from local import template as cfn
+    from tests.bench_cold import function_env
+
+    monkeypatch.setenv("LOCAL_PARAMETERS", "LogLevel=DEBUG")
+    env = function_env({}, "http://127.0.0.1:1")
+    monkeypatch.setenv("LOCAL_PARAMETERS", env["LOCAL_PARAMETERS"])
+    values = cfn.parameter_values()
+    assert values["SnapStart"] == "Disabled" and values["LogLevel"] == "DEBUG"
