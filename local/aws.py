@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     template = cfn.load_template()
     specs = cfn.functions(template)
     hosted = {name: specs[name] for name in filter(None, args.functions.split(","))}
-    cpu_meter.install()
+    if cpu_meter.ENABLED:
+        cpu_meter.install()
     functions = Functions(hosted)
     aws = EmulatedAWS(args.port)
     aws.start(routes={FAULTS_PATH: _faults_app(functions), meter.PATH: meter.http_app(), cpu_meter.PATH: _cpu_app})

@@ -22,12 +22,15 @@ pool worker) pauses the outer one, so nothing is counted twice. Not counted in a
 emulators serving the functions' requests (moto, DynamoDB Local, the Step Functions interpreter),
 uvicorn's HTTP parsing and the gateway's routing; :func:`snapshot` reports the process's whole CPU
 beside the functions' so that the rest shows.
+
+The stack installs it only with ``LOCAL_CPU_METER=1`` (``tests.bench`` sets it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,6 +126,10 @@ def _metered_call(charged: Meter | None, fn: Callable[..., Any], /, *args: Any, 
     finally:
         _exit()
         _CURRENT.reset(token)
+
+
+# Off unless asked for (``make bench`` asks): the patches add clock reads to every event-loop step.
+ENABLED = os.environ.get("LOCAL_CPU_METER", "") not in ("", "0", "false")
 
 
 def install() -> None:

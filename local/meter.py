@@ -49,7 +49,6 @@ S3_TIER1 = {
 }
 S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
 DYNAMODB_QUERIES = {"Query", "Scan"}
-DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
 
 class Meter:

@@ -20,8 +20,9 @@ or timed-out environment, or sooner by ``{"function": name, "kill": true}``; see
 function's next invocation run in a freshly restored environment (its after-restore hooks first);
 ``{"operation": name, "error": code, "times": n}`` makes the next n calls of an emulated AWS
 operation answer that error (AgentCore Code Interpreter operations, see
-:meth:`local.emulator.agentcore.AgentCore.inject_fault`). ``GET /_local/cpu`` answers the CPU
-seconds each function has used so far in either process (:mod:`local.cpu_meter`, for ``make bench``).
+:meth:`local.emulator.agentcore.AgentCore.inject_fault`). With ``LOCAL_CPU_METER=1``,
+``GET /_local/cpu`` answers the CPU seconds each function has used so far in either process
+(:mod:`local.cpu_meter`, for ``make bench``).
 
 Keys: with ``ASSISTANTS_API_KEYS`` (``key=tenant,key2=tenant2``; a bare ``key`` is its own
 tenant) only those keys work. Without it, any key works and each distinct key is its own
@@ -64,7 +65,8 @@ def build(aws_port: int | None = None) -> LocalStack:
     The caller stops ``aws`` when done (the child also exits by itself when this process does).
     """
     template = cfn.load_template()
-    cpu_meter.install()
+    if cpu_meter.ENABLED:
+        cpu_meter.install()
     aws = AWSProcess(aws_port)
     os.environ.update(
         {

@@ -798,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
             "OPENAI_API_KEY": "x",
             "ASSISTANTS_API_KEYS": "",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LOCAL_CPU_METER": "1",  # CPU per run by function (local.cpu_meter)
         }
         started = time.perf_counter()
         if args.dynamodb == "local":

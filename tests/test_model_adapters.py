@@ -2,7 +2,7 @@
 chunks, and every provider failure mapped to the same ``last_error`` code and sentence.
 
 Each case runs the same scripted turn of the fake OpenAI-compatible model through the direct
-adapter (the ``openai`` SDK) and through litellm (``MODEL_ADAPTER=litellm``), in this process,
+adapter (httpx) and through litellm (``MODEL_ADAPTER=litellm``), in this process,
 and compares what :func:`stream_completion` yielded or raised.
 """
 

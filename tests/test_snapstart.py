@@ -6,7 +6,7 @@
 - ``assistants_core.snapstart``'s hooks close every boto3 client's pooled connections, renew the
   default session, reseed ``random``, and read provider credentials again (a key rotated since
   the snapshot);
-- end to end, through the SDK: the agent step of a local stack loads its provider key at init; the
+- end to end, through the SDK: the agent step of a local stack loads its provider key; the
   key is rotated in the emulated SSM; the next restored environment's run reaches the model with
   the new key.
 """
@@ -289,9 +289,19 @@ def test_a_restored_agent_step_uses_the_provider_key_rotated_since_its_snapshot(
             assert run.status == "completed", run.last_error
             return fake_llm.recorded(model.removeprefix("openai/"))[-1].headers["authorization"]
 
-        # The agent step loaded its credentials at init (the snapshot), when SSM had none; its first
-        # invocation is a restore, whose hook reads the key put there since.
+        # The agent step reads its credentials before its first model call; a restore's hook reads
+        # them again, so the key rotated since reaches the model.
         assert run_with_key("sk-provider-one") == "Bearer sk-provider-one"
         assert run_with_key("sk-provider-two") == "Bearer sk-provider-two"
     finally:
         stop(process)
+
+
+def test_closing_connections_closes_the_direct_model_adapters_clients(snapstart: Any) -> None:
+    from assistants_core.agent.models import openai_chat
+
+    client = openai_chat._client()
+    snapstart.close_connections()
+    assert client.is_closed and openai_chat._clients == {}
+    assert not openai_chat._client().is_closed  # the next turn gets a new one
+    openai_chat.close_clients()

@@ -34,18 +34,11 @@ from local.lambda_runtime import free_port
 from local.stack import tenant_for_open_key
 from tests.cost.model import Counts
 from tests.harness.fake_llm import FakeLLM, Turn, text, tool_calls
+from tests.harness.scenario import WEATHER_TOOL
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 TTFT = 0.3  # s, the fake model's time to its first token
 TPS = 50.0  # its tokens a second when paced
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 DOCUMENT = (
     "# The Zorblax reactor\n\nThe Zorblax reactor of the Quendel station is cooled by liquid gallium at 412 "
     "kelvin. Its core was commissioned in 2091 by the engineer Ilse Varrow.\n"
@@ -272,7 +265,7 @@ def measure(stack: Stack, scenario: Scenario) -> Counts:
     client = OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0, timeout=120)
     model = f"openai/cost-{scenario.name}-{uuid.uuid4().hex[:8]}"
     extra: dict[str, Any] = {}
-    setup = stack.meter(reset=True)
+    stack.meter(reset=True)
     if scenario.file_search:
         store = client.vector_stores.create(name="cost")
         file = client.files.create(file=("reactor.md", DOCUMENT.encode()), purpose="assistants")

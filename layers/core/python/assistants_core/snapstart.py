@@ -13,7 +13,8 @@ restore (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-uniqueness.html)
   new clients come from a new default session (credentials resolved again, the loaded service
   models kept);
 - Powertools Parameters' cached values;
-- litellm's cached HTTP clients (openai's httpx pools), if litellm is loaded;
+- litellm's cached HTTP clients (openai's httpx pools), if litellm is loaded, and the direct
+  adapter's httpx clients (``agent/models/openai_chat.py``);
 - the ``random`` module's state, or every restored environment would draw the same numbers.
   Ids use ``secrets`` (the kernel's generator), not ``random``.
 
@@ -22,7 +23,7 @@ A SnapStart function opts in with one line in its init, before anything makes a 
 wrapping ``URLLib3Session.__init__``, so that the hooks can close them all, Powertools' too).
 The hooks are registered with ``snapshot_restore_py``, which Lambda's Python runtime provides
 (and so does the local stack's, ``local/runtime/``). Where neither runtime runs the code (a unit
-test importing a handler, ``tests.bench_cold``), the module is absent and nothing is registered:
+test importing a handler), the module is absent and nothing is registered:
 without a runtime there is no snapshot either.
 """
 
@@ -76,6 +77,9 @@ def close_connections() -> None:
     litellm = sys.modules.get("litellm")
     if litellm is not None and hasattr(litellm, "in_memory_llm_clients_cache"):
         litellm.in_memory_llm_clients_cache.flush_cache()
+    direct = sys.modules.get("assistants_core.agent.models.openai_chat")
+    if direct is not None:
+        direct.close_clients()
 
 
 def renew_session() -> None:

@@ -2,8 +2,8 @@
 
 ``stream_completion`` yields plain chunks (text, tool-call fragments, finish, usage) and
 raises :class:`ModelError` with the run's ``last_error`` code for any provider failure. The
-call itself goes through an adapter (``models/``): the ``openai`` SDK for OpenAI-compatible
-servers where litellm would pass the request through unchanged, litellm for every other model.
+call itself goes through an adapter (``models/``): OpenAI's Chat Completions protocol over httpx
+for OpenAI-compatible servers where litellm would pass the request through unchanged, litellm for every other model.
 """
 
 from __future__ import annotations

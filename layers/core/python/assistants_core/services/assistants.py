@@ -72,7 +72,7 @@ def assistant_for_run(repo: Repository, tenant: str, assistant_id: str) -> tuple
     check = repo.op_condition(
         tenant_pk(tenant), _sk(assistant_id), "#version = :version", {":version": version}, {"#version": "version"}
     )
-    return assistant, check
+    return assistant.model_copy(deep=True), check  # a copy: the caller may change what it copies
 
 
 def forget_assistant(tenant: str, assistant_id: str) -> None:

@@ -132,6 +132,14 @@ def _client() -> httpx.Client:
         return client
 
 
+def close_clients() -> None:
+    """Close the kept connections (a SnapStart snapshot must not hold them: assistants_core.snapstart)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
 def stream(request: ModelRequest) -> Iterator[Chunk]:
     from ..model import chunks_of
 
