@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -200,3 +201,25 @@ def test_an_error_event_in_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
         wrapped = openai_chat.MidStreamError("bad")
         wrapped.__cause__ = raised.value
         assert openai_chat.kind(wrapped) == expected, code
+
+
+def test_the_direct_adapter_waits_and_retries_as_the_openai_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """openai 2.54's _calculate_retry_timeout and _should_retry, which litellm's route follows."""
+    from email.utils import format_datetime
+
+    from assistants_core.agent.models import openai_chat
+
+    assert openai_chat.retry_delay(0, {"retry-after-ms": "150"}) == 0.15
+    assert openai_chat.retry_delay(0, {"retry-after": "2"}) == 2.0
+    monkeypatch.setattr(openai_chat.time, "time", lambda: 1_000_000.0)
+    in_ten_s = format_datetime(datetime.fromtimestamp(1_000_010.0, tz=UTC), usegmt=True)
+    assert openai_chat.retry_delay(0, {"retry-after": in_ten_s}) == 10.0
+    for attempt, ceiling in ((0, 0.5), (2, 2.0), (6, 8.0)):
+        for headers in ({}, {"retry-after": "0"}, {"retry-after": "121"}, {"retry-after": "soon"}):
+            assert ceiling * 0.75 <= openai_chat.retry_delay(attempt, headers) <= ceiling
+    assert [openai_chat.should_retry(code, {}) for code in (400, 404, 408, 409, 429, 500, 529)] == [
+        False, False, True, True, True, True, True,
+    ]  # fmt: skip
+    assert openai_chat.should_retry(400, {"x-should-retry": "true"})
+    assert not openai_chat.should_retry(503, {"x-should-retry": "false"})
+    assert not openai_chat.should_retry(429, {"retry-after": "121"})  # longer than the SDK waits

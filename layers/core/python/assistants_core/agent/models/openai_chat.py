@@ -29,11 +29,14 @@ keeps it:
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -59,7 +62,8 @@ if TYPE_CHECKING:
 
 PREFIX = "openai/"
 _REASONING_MARKERS = ("gpt-5", "gpt-6")  # litellm's GPT_REASONING_SERIES_MARKERS: parameters mapped
-_RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})  # as the openai SDK (litellm's client) retries
+_RETRYABLE = frozenset({408, 409, 429})  # and 5xx: as the openai SDK (litellm's client) retries
+MAX_RETRY_AFTER_S = 120.0  # the openai SDK's MAX_RETRY_AFTER_DELAY
 _clients: dict[float, httpx.Client] = {}
 _clients_lock = threading.Lock()
 
@@ -165,9 +169,10 @@ def stream(request: ModelRequest) -> Iterator[Chunk]:
 
 def _send(url: str, headers: dict[str, str], content: bytes) -> httpx.Response:
     """The streamed response once its status is a success, after ``MODEL_RETRIES`` retries of
-    what the openai SDK retries (connection failures, 408, 409, 429, 5xx)."""
+    what the openai SDK retries (connection failures, :func:`should_retry`), waiting as it waits."""
     retries = settings().model_retries
     client = _client()
+    response: httpx.Response | None = None
     for attempt in range(retries + 1):
         last = attempt == retries
         try:
@@ -180,15 +185,56 @@ def _send(url: str, headers: dict[str, str], content: bytes) -> httpx.Response:
                 return response
             text = response.read().decode(errors="replace")
             response.close()
-            if last or response.status_code not in _RETRYABLE:
+            if last or not should_retry(response.status_code, response.headers):
                 try:
                     parsed: Any = json.loads(text)
                 except ValueError:
                     parsed = text
                 body = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
                 raise ProviderError(response.status_code, body, text)
-        time.sleep(min(0.5 * 2**attempt, 8.0))
+        time.sleep(retry_delay(attempt, None if response is None else response.headers))
+        response = None
     raise AssertionError("unreachable")  # the last attempt returned or raised
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a server asks for: ``retry-after-ms``, else ``retry-after`` in seconds or as an
+    HTTP date (the openai SDK's ``_parse_retry_after_header``)."""
+    try:
+        return float(headers["retry-after-ms"]) / 1000
+    except (KeyError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            return parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+
+
+def should_retry(status_code: int, headers: Mapping[str, str]) -> bool:
+    """Whether the openai SDK (litellm's client) retries this answer: ``x-should-retry`` first,
+    never past a ``retry-after`` of 2 minutes, else 408, 409, 429 and 5xx."""
+    wanted = retry_after(headers)
+    if wanted is not None and math.isfinite(wanted) and wanted > MAX_RETRY_AFTER_S:
+        return False
+    flag = headers.get("x-should-retry")
+    if flag in ("true", "false"):
+        return flag == "true"
+    return status_code in _RETRYABLE or status_code >= 500
+
+
+def retry_delay(attempt: int, headers: Mapping[str, str] | None) -> float:
+    """Seconds before retry ``attempt + 1``, as the openai SDK waits: what the server asked for,
+    up to 2 minutes, else 0.5 s doubled per retry up to 8 s, less up to a quarter of jitter."""
+    wanted = retry_after(headers) if headers is not None else None
+    if wanted is not None and math.isfinite(wanted) and 0 < wanted <= MAX_RETRY_AFTER_S:
+        return wanted
+    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
 
 
 def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
