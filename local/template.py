@@ -61,6 +61,8 @@ class FunctionSpec:
     environment: dict[str, Any]
     events: dict[str, dict[str, Any]]
     snap_start: bool = False  # SnapStart.ApplyOn resolves to PublishedVersions
+    memory_mb: int = 128  # what Lambda bills by (make cost), with the architecture
+    architecture: str = "x86_64"
 
 
 # What the local stack deploys with where a template default would need AWS: an embedding model
@@ -124,6 +126,7 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
         props = res["Properties"]
         env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
         snap_start = resolver.resolve(props.get("SnapStart", global_function.get("SnapStart", {})))
+        architectures = resolver.resolve(props.get("Architectures", global_function.get("Architectures", ["x86_64"])))
         specs[name] = FunctionSpec(
             logical_id=name,
             code_uri=ROOT / props["CodeUri"],
@@ -131,6 +134,8 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
             environment=env,
             events=props.get("Events", {}),
             snap_start=snap_start.get("ApplyOn") == "PublishedVersions",
+            memory_mb=int(resolver.resolve(props.get("MemorySize", global_function.get("MemorySize", 128)))),
+            architecture=str(architectures[0]),
         )
     return specs
 

@@ -53,10 +53,12 @@ def test_function_configs_read_memory_architecture_and_snapstart_with_globals() 
         "Globals": {"Function": {"MemorySize": 512, "Architectures": ["x86_64"]}},
         "Parameters": {"Memory": {"Type": "Number", "Default": 256}},
         "Resources": {
-            "A": {"Type": "AWS::Serverless::Function", "Properties": {}},
+            "A": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "a", "Handler": "app.handler"}},
             "B": {
                 "Type": "AWS::Serverless::Function",
                 "Properties": {
+                    "CodeUri": "b",
+                    "Handler": "app.handler",
                     "MemorySize": {"Ref": "Memory"},
                     "Architectures": ["arm64"],
                     "SnapStart": {"ApplyOn": "PublishedVersions"},

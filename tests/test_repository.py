@@ -131,6 +131,18 @@ def test_save_with_stale_version_fails_and_leaves_the_doc(repo: Repository) -> N
     assert stored.attributes["status"] == "in_progress"  # mirrored beside the doc
 
 
+def test_an_item_saved_as_a_new_doc_is_what_a_read_would_give(repo: Repository) -> None:
+    """What a writer keeps instead of reading again (StoredDoc.saved_as) matches the read."""
+    pk, sk = thread_pk(TENANT, "thread_1"), RUN_PREFIX + "run_saved"
+    repo.create(pk, sk, {"id": "run_saved", "status": "queued", "run_id": "run_saved"})
+    repo.update_attributes(pk, sk, set_values={"kept": "yes", "dropped": "soon"})
+    before = repo.get(pk, sk)
+    assert before is not None
+    doc = {"id": "run_saved", "status": "in_progress", "run_id": None}  # a mirrored value cleared
+    repo.save(pk, sk, doc, expected_version=before.version, remove=["dropped"])
+    assert before.saved_as(doc, ["dropped"]) == repo.get(pk, sk)
+
+
 def test_save_on_a_missing_item_fails_without_creating_it(repo: Repository) -> None:
     pk, sk = thread_pk(TENANT, "thread_1"), RUN_PREFIX + "run_gone"
     with pytest.raises(ConcurrentModification):

@@ -33,21 +33,10 @@ class FunctionConfig:
 
 def function_configs(template: dict[str, Any] | None = None) -> dict[str, FunctionConfig]:
     """Every function's memory, architecture and SnapStart, as template.yaml deploys it."""
-    template = template or cfn.load_template()
-    resolver = cfn.planned_resolver(template)
-    defaults = template.get("Globals", {}).get("Function", {})
-    configs = {}
-    for name, resource in cfn.resources(template, "AWS::Serverless::Function").items():
-        props = {**defaults, **resource.get("Properties", {})}
-        architectures = resolver.resolve(props.get("Architectures", ["x86_64"]))
-        snapstart = resolver.resolve(props.get("SnapStart") or {})
-        configs[name] = FunctionConfig(
-            name=name,
-            memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
-            architecture=str(architectures[0]),
-            snapstart=(snapstart.get("ApplyOn") == "PublishedVersions"),
-        )
-    return configs
+    return {
+        name: FunctionConfig(name, spec.memory_mb, spec.architecture, spec.snap_start)
+        for name, spec in cfn.functions(template).items()
+    }
 
 
 @dataclass

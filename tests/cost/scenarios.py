@@ -32,11 +32,12 @@ from openai import OpenAI
 from local import template as cfn
 from local.lambda_runtime import free_port
 from local.stack import tenant_for_open_key
+from tests.bench import STACK_CREDENTIALS as CREDENTIALS
+from tests.bench import start_dynamodb_local
 from tests.cost.model import Counts
 from tests.harness.fake_llm import FakeLLM, Turn, text, tool_calls
 from tests.harness.scenario import WEATHER_TOOL
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 TTFT = 0.3  # s, the fake model's time to its first token
 TPS = 50.0  # its tokens a second when paced
 DOCUMENT = (
@@ -130,17 +131,8 @@ class Stack:
 def local_stack(workdir: Path, settings: dict[str, str] | None = None) -> Iterator[Stack]:
     """The fake model, DynamoDB Local with the template's tables, and the metered local stack."""
     from tests.conftest import start_local_stack, stop
-    from tests.harness.dynamodb_local import DynamoDBLocal
 
-    with FakeLLM(ttft=TTFT, tps=TPS) as fake, DynamoDBLocal() as dynamodb:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=dynamodb.endpoint_url,
-            region_name=cfn.REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-        cfn.create_tables(client, cfn.load_template())
+    with FakeLLM(ttft=TTFT, tps=TPS) as fake, start_dynamodb_local() as dynamodb:
         aws_port = free_port()
         env = {
             **CREDENTIALS,

@@ -50,6 +50,19 @@ class StoredDoc:
     version: int
     attributes: dict[str, Any]
 
+    def saved_as(self, doc: Doc, remove: Iterable[str] = ()) -> StoredDoc:
+        """This item once :meth:`DocumentStore.op_save` wrote ``doc`` over it (``expected_version``
+        this version): what a writer holds for its next conditional write, without a read."""
+        removed = set(remove)
+        attributes = {k: v for k, v in self.attributes.items() if k not in removed}
+        for name in MIRRORED_ATTRIBUTES:
+            if name in doc:
+                if doc[name] is None:
+                    attributes.pop(name, None)
+                else:
+                    attributes[name] = doc[name]
+        return StoredDoc(doc=doc, version=self.version + 1, attributes=attributes)
+
 
 @dataclass(frozen=True)
 class StoredPage:

@@ -18,7 +18,6 @@ from ..config import settings
 from ..ids import now
 from ..repository import (
     MESSAGE_PREFIX,
-    MIRRORED_ATTRIBUTES,
     RUN_PREFIX,
     THREAD_SK,
     ConcurrentModification,
@@ -132,9 +131,7 @@ def transition_stored(
             continue
         if run.is_terminal:
             free_run_slot(repo, ref.tenant, current.attributes.get(RUN_KEY_ATTRIBUTE), ref.thread_id, ref.run_id)
-        attributes = {k: v for k, v in current.attributes.items() if k not in remove}
-        attributes.update({name: doc[name] for name in MIRRORED_ATTRIBUTES if name in doc})
-        return run, StoredDoc(doc=doc, version=current.version + 1, attributes=attributes)
+        return run, current.saved_as(doc, remove)
     raise ConcurrentModification(f"run {ref.run_id}: too many concurrent changes")
 
 

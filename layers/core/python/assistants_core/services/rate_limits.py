@@ -165,11 +165,6 @@ def op_take_run_slot(repo: Repository, caller: Caller | None, thread_id: str, ru
     )
 
 
-def slot_refused(error: ConcurrentModification, index: int) -> bool:
-    """Whether the transaction failed on its operation ``index``: the run slot's condition."""
-    return failed_at(error, index)
-
-
 def failed_at(error: ConcurrentModification, index: int) -> bool:
     """Whether a transaction failed on the condition of its operation ``index``."""
     cause = error.__cause__

@@ -156,7 +156,7 @@ def create_run(
                     assistant, assistant_check = assistant_for_run(repo, tenant, params.assistant_id)
                     run = _new_run(thread_id, assistant, params)
                     continue
-                if slot and caller and rate_limits.slot_refused(error, 0):
+                if slot and caller and rate_limits.failed_at(error, 0):
                     if not freed_stale_slots and rate_limits.free_stale_run_slots(repo, caller):
                         freed_stale_slots = True
                         continue  # a slot was held by a run that had ended: try again once
